@@ -1,0 +1,63 @@
+"""Global settings, in the manner of ``sklearn.set_config``.
+
+``working_memory`` (MiB) bounds the size of temporary blocks (e.g. a block of
+query-by-training distances in the neighbour search).  An estimator parameter
+``working_memory=None`` means "use the global value".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Iterator
+
+_DEFAULTS: dict[str, Any] = {
+    # MiB for one temporary block; a few hundred MiB keeps peak memory modest
+    # while blocks stay large enough for BLAS/SIMD to run at full speed.
+    "working_memory": 256,
+    # Show progress bars on long work (only drawn when stderr is a terminal).
+    "show_progress": True,
+}
+_local = threading.local()
+
+
+def _config() -> dict[str, Any]:
+    if not hasattr(_local, "config"):
+        _local.config = dict(_DEFAULTS)
+    return _local.config
+
+
+def get_config() -> dict[str, Any]:
+    """Return a copy of the current settings."""
+    return dict(_config())
+
+
+def set_config(working_memory: float | None = None, show_progress: bool | None = None) -> None:
+    """Change global settings.
+
+    Parameters
+    ----------
+    working_memory : float, optional
+        Budget in MiB for one temporary block. Must be positive.
+    show_progress : bool, optional
+        Whether long operations draw progress bars.
+    """
+    cfg = _config()
+    if working_memory is not None:
+        if not working_memory > 0:
+            raise ValueError(f"working_memory must be a positive number of MiB, got {working_memory!r}")
+        cfg["working_memory"] = float(working_memory)
+    if show_progress is not None:
+        cfg["show_progress"] = bool(show_progress)
+
+
+@contextlib.contextmanager
+def config_context(**kwargs: Any) -> Iterator[None]:
+    """Temporarily change settings: ``with config_context(working_memory=64): ...``."""
+    old = get_config()
+    set_config(**kwargs)
+    try:
+        yield
+    finally:
+        _config().clear()
+        _config().update(old)
