@@ -1,0 +1,1 @@
+"""The imgcls benchmark harness: ``python -m bench`` (see README)."""
