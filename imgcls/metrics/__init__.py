@@ -1,0 +1,10 @@
+"""Classification metrics: top-k accuracy, per-class accuracy, confusion matrix.
+
+All functions take labels as class *indices* ``0..n_classes-1`` (what
+:func:`imgcls.datasets.load_dataset` returns) or any labels comparable with
+``==`` for :func:`top_k_accuracy`.
+"""
+
+from .classification import confusion_matrix, per_class_accuracy, top_k_accuracy
+
+__all__ = ["top_k_accuracy", "per_class_accuracy", "confusion_matrix"]
