@@ -1,0 +1,1 @@
+"""Linear classifiers: multiclass SVM and softmax, ``f(x; W, b) = W x + b``."""
