@@ -101,11 +101,18 @@ def softmax_from_scores(scores, y):
     y = _check_labels(scores, y)
     n = scores.shape[0]
     rows = np.arange(n)
-    shifted = scores - scores.max(axis=1, keepdims=True)
+    top = scores.max(axis=1, keepdims=True)
+    # A score range wider than the float range overflows the shift to -inf,
+    # whose exp is the correct 0: harmless, so the warning is silenced.
+    with np.errstate(over="ignore"):
+        shifted = scores - top
     probs = np.exp(shifted)
     sums = probs.sum(axis=1)
-    log_sums = np.log(sums)
-    loss = float((log_sums - shifted[rows, y]).sum(dtype=np.float64)) / n
+    # The picked log-probability is taken in float64 from the unshifted score, so
+    # a float32 loss above the float32 range (a diverging run) is still a finite
+    # number; only a true loss beyond the float64 range becomes inf, never NaN.
+    picked = scores[rows, y].astype(np.float64) - top[:, 0].astype(np.float64)
+    loss = float((np.log(sums, dtype=np.float64) - picked).sum()) / n
     probs /= sums[:, None]
     probs[rows, y] -= 1
     probs /= n
@@ -179,7 +186,8 @@ def softmax_loss(W, b, X, y, reg):
 
 def softmax_proba(scores):
     """Row-wise softmax of ``scores`` (n, C), stable for any finite input."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):  # -inf shifts give the correct exp of 0
+        shifted = scores - scores.max(axis=1, keepdims=True)
     p = np.exp(shifted)
     p /= p.sum(axis=1, keepdims=True)
     return p
