@@ -1,0 +1,53 @@
+"""The default search grids of a study, and the size rules that keep it fast.
+
+kNN: k in {1, 3, 5, 7, 10, 15, 20, 50, 100}, clipped to the smallest training
+part of the folds; metrics L1 and L2 on images (plus cosine for float feature
+vectors, e.g. embeddings, where it is the usual choice); uniform and
+distance-weighted votes.
+
+On large training splits the kNN cross-validation runs on a seeded, stratified
+subset of ``CV_MAX_SAMPLES`` training images, and the linear search trains on at
+most ``SEARCH_MAX_TRAIN`` of them (validating on ``SEARCH_VAL`` more): the
+choice of hyperparameters is stable at these sizes, while the cost of the
+search would otherwise grow with the square (kNN) or the size (linear) of the
+training split.  The chosen configuration is then refitted on the WHOLE
+training split, and only that model sees the test split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["KNN_KS", "KNN_WEIGHTS", "CV_MAX_SAMPLES", "SEARCH_MAX_TRAIN", "SEARCH_VAL",
+           "knn_metrics_for", "clip_ks", "linear_grid"]
+
+KNN_KS = (1, 3, 5, 7, 10, 15, 20, 50, 100)
+KNN_WEIGHTS = ("uniform", "distance")
+#: Training images used by the kNN cross-validation at most (stratified subset).
+CV_MAX_SAMPLES = 10_000
+#: Training / validation images of the linear search at most (stratified subsets).
+SEARCH_MAX_TRAIN = 20_000
+SEARCH_VAL = 10_000
+
+
+def knn_metrics_for(X) -> tuple[str, ...]:
+    """L1 and L2 for images (integers); cosine too for float feature vectors."""
+    X = np.asarray(X)
+    if np.issubdtype(X.dtype, np.floating):
+        return ("l1", "l2", "cosine")
+    return ("l1", "l2")
+
+
+def clip_ks(ks, min_fold_train: int) -> list[int]:
+    """The k of ``ks`` a fold's training part of ``min_fold_train`` samples allows."""
+    kept = [int(k) for k in ks if k <= min_fold_train]
+    return kept or [min(int(min_fold_train), 1)]
+
+
+def linear_grid(name: str) -> dict[str, list]:
+    """The default grid of a linear model (``"svm"`` or ``"softmax"``)."""
+    if name == "svm":
+        return {"learning_rate": [1e-3, 1e-2, 1e-1], "reg": [1e-5, 1e-4, 1e-3],
+                "epochs": [20]}
+    return {"learning_rate": [1e-3, 1e-2, 1e-1], "reg": [1e-5, 1e-4, 1e-3],
+            "epochs": [20]}
