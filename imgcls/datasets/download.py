@@ -207,7 +207,12 @@ def _fetch(url: str, part: Path, remote: RemoteFile, progress: bool | None) -> N
     if expected is not None and received < expected:
         raise _Cut(f"transfer cut after {offset + received} of {offset + expected} bytes")
     if remote.size is not None and offset + received < remote.size:
-        raise _Cut(f"transfer cut after {offset + received} of {remote.size} bytes")
+        if expected is None:  # no Content-Length: a short body may be a cut connection
+            raise _Cut(f"transfer cut after {offset + received} of {remote.size} bytes")
+        # A complete response of the wrong size (e.g. an HTML error page): not our file.
+        part.unlink(missing_ok=True)
+        raise _Failure(f"wrong size: got a complete response of {offset + received} bytes, "
+                       f"the file has {remote.size}")
 
 
 def ensure_files(files: Sequence[RemoteFile], mirrors: Sequence[str], dest_dir: Path,

@@ -27,6 +27,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         server = self.server
         server.requests.append((self.path, self.headers.get("Range")))
+        server.user_agents.append(self.headers.get("User-Agent"))
         _, behaviour, filename = self.path.split("/", 2)
         data = server.files.get(filename)
         if behaviour == "fail500":
@@ -71,10 +72,11 @@ def http_server():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.files = {}
     server.requests = []
+    server.user_agents = []
     server.daemon_threads = True
     host, port = server.server_address
     server.url = lambda behaviour: f"http://{host}:{port}/{behaviour}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield server
