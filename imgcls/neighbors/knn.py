@@ -1,0 +1,238 @@
+"""The k-nearest-neighbour classifier (scikit-learn estimator API)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+
+from .._validation import flatten_images
+from .search import METRICS, knn_search
+from .vote import WEIGHTS, vote_rank, vote_scores
+
+# uint8 pixels stay uint8 (searched as they are); float32 stays float32; every
+# other numeric type is read as float64
+_DTYPES = [np.float64, np.float32, np.uint8]
+
+
+class KNearestNeighbor(ClassifierMixin, BaseEstimator):
+    """Exact k-nearest-neighbour classifier on images or feature vectors.
+
+    Memorises the training set; predicts from the labels of the k nearest
+    training rows.  Images of shape (n, H, W, C) are flattened; ``uint8`` pixels
+    are searched as they are (no float copy of the training set is kept).
+
+    Parameters
+    ----------
+    k : int, default=1
+        Number of neighbours that vote.
+    metric : {"l1", "l2", "cosine"}, default="l1"
+        ``"l1"``: sum of absolute differences (the lecture's); ``"l2"``: Euclidean;
+        ``"cosine"``: ``1 - cos(x, y)``, for embeddings (a zero vector has cosine
+        similarity 0 to everything).
+    weights : {"uniform", "distance", "softmax"}, default="uniform"
+        How neighbours vote; see :func:`imgcls.neighbors.vote.vote_scores`.
+    temperature : float > 0, default=0.07
+        Temperature of the ``"softmax"`` votes (DINO's kNN evaluation uses 0.07
+        on cosine similarity).
+    working_memory : float, optional
+        MiB for temporary blocks of the search; None uses
+        ``imgcls.get_config()["working_memory"]``.
+    n_jobs : int, optional
+        Threads for the search; None or -1 uses all cores.
+
+    Attributes
+    ----------
+    X_fit_ : ndarray of shape (n_train, n_features)
+        The training rows (``uint8``, float32 or float64, as given).
+    y_fit_ : ndarray of shape (n_train,), int64
+        Their class indices into ``classes_``.
+    classes_ : ndarray of shape (n_classes,)
+        The original labels.
+    n_features_in_ : int
+    image_shape_ : tuple of int or None
+        Shape of one training image, or None for 2-D input.
+
+    Notes
+    -----
+    Neighbours at equal distance are ordered by training index.  A vote tie
+    goes to the tied class holding the nearest neighbour, then to the smaller
+    class index.  ``predict`` is ``classes_[vote_rank(vote_scores(...))[:, 0]]``
+    on the ``k`` neighbours of :meth:`kneighbors`.
+    """
+
+    def __init__(self, k=1, metric="l1", weights="uniform", temperature=0.07,
+                 working_memory=None, n_jobs=None):
+        self.k = k
+        self.metric = metric
+        self.weights = weights
+        self.temperature = temperature
+        self.working_memory = working_memory
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------ checks ---
+    def _check_params(self):
+        k = self.k
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {k!r}")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, got {self.weights!r}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (0 < t < np.inf):
+            raise ValueError(f"temperature must be a positive finite number, got {t!r}")
+        wm = self.working_memory
+        if wm is not None and (isinstance(wm, bool) or not isinstance(wm, numbers.Real)
+                               or not (0 < wm < np.inf)):
+            raise ValueError(f"working_memory must be None or a positive number of MiB, got {wm!r}")
+        nj = self.n_jobs
+        if nj is not None and (isinstance(nj, bool) or not isinstance(nj, numbers.Integral)
+                               or nj == 0):
+            raise ValueError(f"n_jobs must be None or a non-zero integer, got {nj!r}")
+
+    def _check_k(self, k, n_train, loo=False):
+        limit = n_train - 1 if loo else n_train
+        if k > limit:
+            what = ("the training set minus the left-out row" if loo else "the training set")
+            raise ValueError(f"k={k} is larger than {what} ({limit} samples)")
+
+    def _validate_X(self, X):
+        X2, _ = flatten_images(X)
+        return validate_data(self, X2, reset=False, dtype=_DTYPES, order="C")
+
+    # -------------------------------------------------------------- fit ---
+    def fit(self, X, y):
+        """Memorise the training set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
+        y : array-like of shape (n_samples,)
+            Class labels (integers or strings; not continuous values).
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X_in, image_shape = flatten_images(X)
+        X2, y2 = check_X_y(X_in, y, dtype=_DTYPES, order="C", y_numeric=False,
+                           estimator=self)
+        check_classification_targets(y2)
+        self._check_k(int(self.k), X2.shape[0])
+        classes, y_idx = np.unique(y2, return_inverse=True)
+        # all checks passed: only now touch the estimator
+        validate_data(self, X_in, skip_check_array=True, reset=True)
+        self.X_fit_ = X2
+        self.y_fit_ = y_idx.astype(np.int64).reshape(-1)
+        self.classes_ = classes
+        self.image_shape_ = image_shape
+        return self
+
+    # --------------------------------------------------------- neighbours ---
+    def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
+        """The nearest training rows of each query, exactly.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features) or images, optional
+            None: the training set itself, each row left out of its own
+            neighbours (leave-one-out, as scikit-learn).
+        n_neighbors : int, optional
+            Default ``k``.
+        return_distance : bool
+
+        Returns
+        -------
+        dist : ndarray of shape (n_queries, n_neighbors), float64
+            Only when ``return_distance``.
+        ind : ndarray of shape (n_queries, n_neighbors), int64
+            Indices into the training set, rows sorted by (distance, index).
+        """
+        check_is_fitted(self)
+        self._check_params()
+        k = self.k if n_neighbors is None else n_neighbors
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"n_neighbors must be an integer >= 1, got {k!r}")
+        k = int(k)
+        Xt = self.X_fit_
+        if X is None:
+            self._check_k(k, Xt.shape[0], loo=True)
+            dist, ind = knn_search(Xt, Xt, k, self.metric, self.working_memory,
+                                   exclude_self=True, n_jobs=self.n_jobs)
+        else:
+            Xq = self._validate_X(X)
+            self._check_k(k, Xt.shape[0])
+            dist, ind = knn_search(Xq, Xt, k, self.metric, self.working_memory,
+                                   n_jobs=self.n_jobs)
+        return (dist, ind) if return_distance else ind
+
+    def _scores(self, X):
+        self._check_params()
+        dist, ind = self.kneighbors(X, self.k)
+        neigh_y = np.asarray(self.y_fit_)[ind]
+        scores = vote_scores(neigh_y, dist, len(self.classes_), self.weights,
+                             self.temperature, self.metric)
+        return scores, neigh_y
+
+    def predict_proba(self, X):
+        """Share of the (weighted) vote of each class.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), float64
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        scores, _ = self._scores(X)
+        return scores / scores.sum(axis=1, keepdims=True)
+
+    def predict_topk(self, X, n=5):
+        """The ``n`` classes with the most votes, best first (ties as in ``predict``).
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples, n)
+            Class labels; column 0 equals ``predict(X)``.
+        """
+        check_is_fitted(self)
+        n_classes = len(self.classes_)
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= n_classes:
+            raise ValueError(f"n must be an integer in 1..{n_classes} (the number of classes), "
+                             f"got {n!r}")
+        scores, neigh_y = self._scores(X)
+        return np.asarray(self.classes_)[vote_rank(scores, neigh_y)[:, :n]]
+
+    def predict(self, X):
+        """The class with the most votes for each sample.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        scores, neigh_y = self._scores(X)
+        return np.asarray(self.classes_)[vote_rank(scores, neigh_y)[:, 0]]
+
+
+class NearestNeighbor(KNearestNeighbor):
+    """The lecture's nearest-neighbour classifier: k = 1, L1 distance.
+
+    Parameters
+    ----------
+    working_memory : float, optional
+    n_jobs : int, optional
+        As in :class:`KNearestNeighbor`.
+    """
+
+    k = 1
+    metric = "l1"
+    weights = "uniform"
+    temperature = 0.07
+
+    def __init__(self, working_memory=None, n_jobs=None):
+        self.working_memory = working_memory
+        self.n_jobs = n_jobs
