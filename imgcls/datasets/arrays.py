@@ -43,11 +43,14 @@ def read_arrays(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file or folder")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise FormatError(f"{path}: a single .npy array; npz:PATH needs a .npz file or "
-                                  f"a folder of .npy files with X/y arrays")
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise FormatError(f"{path}: a single .npy array; npz:PATH needs a .npz file or "
+                              f"a folder of .npy files with X/y arrays")
+        with npz:
             data = {k: npz[k] for k in npz.files}
+    except FormatError:
+        raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise FormatError(f"{path}: not a readable .npz archive without pickle ({exc})") from None
     return data, {k: f"{path}[{k}]" for k in data}

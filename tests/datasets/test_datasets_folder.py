@@ -1,0 +1,178 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from datasets_helpers import snapshot
+from imgcls.datasets import load_dataset
+from imgcls.errors import ConfigError, DatasetError, ImageError
+
+FORMATS = {"png": "PNG", "bmp": "BMP", "gif": "GIF", "webp": "WEBP", "jpg": "JPEG"}
+
+
+def save(path, array, fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array)
+    kwargs = {"lossless": True} if (fmt or "").upper() == "WEBP" else {}
+    image.save(path, format=fmt, **kwargs)
+    return path
+
+
+def grey(value, size=(6, 5)):
+    return np.full(size, value, np.uint8)
+
+
+def make_tree(root, classes=("cat", "dog"), per_class=5, size=(6, 5), ext="png"):
+    truth = {}
+    for c, cls in enumerate(classes):
+        for i in range(per_class):
+            value = 40 * c + i
+            save(root / cls / f"{i:03d}.{ext}", grey(value, size))
+            truth[str(root / cls / f"{i:03d}.{ext}")] = value
+    return truth
+
+
+def test_train_test_layout_every_format_and_hidden_files_ignored(tmp_path):
+    rgb = np.zeros((4, 3, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 10, 120, 250
+    for split in ("train", "test"):
+        for ext, fmt in FORMATS.items():
+            if ext in ("gif", "jpg"):  # palette / lossy: grey values survive exactly enough
+                save(tmp_path / split / "b_grey" / f"x.{ext}", grey(128, (4, 3)), fmt)
+            else:
+                save(tmp_path / split / "a_rgb" / f"x.{ext}", rgb, fmt)
+    (tmp_path / "train" / "a_rgb" / ".DS_Store").write_bytes(b"\x00\x01junk")
+    save(tmp_path / "train" / ".ipynb_checkpoints" / "x.png", grey(1, (9, 9)))
+    save(tmp_path / "train" / "a_rgb" / ".hidden.png", grey(1, (9, 9)))
+    (tmp_path / "train" / "a_rgb" / "notes.txt").write_text("not an image")
+    before = snapshot(tmp_path)
+    ds = load_dataset(f"folder:{tmp_path}")
+    assert ds.classes == ["a_rgb", "b_grey"]
+    assert ds.X_train.shape == (5, 4, 3, 3) and ds.X_test.shape == (5, 4, 3, 3)
+    assert ds.X_train.dtype == np.uint8 and ds.y_train.dtype == np.int64
+    assert ds.y_train.tolist() == [0, 0, 0, 1, 1]
+    for k in range(3):  # bmp, png, webp (lossless): exact RGB
+        assert ds.X_train[k, 2, 1].tolist() == [10, 120, 250]
+    assert np.abs(ds.X_train[3:].astype(int) - 128).max() <= 2  # gif, jpeg
+    assert "train/test folders" in ds.source and ds.skipped == []
+    assert snapshot(tmp_path) == before
+
+
+def test_class_layout_gets_a_seeded_stratified_split(tmp_path):
+    make_tree(tmp_path, classes=("a", "b", "c"), per_class=10)
+    ds = load_dataset(f"folder:{tmp_path}", mode="L", test_size=0.3, seed=1)
+    assert ds.X_train.shape == (21, 6, 5, 1) and ds.X_test.shape == (9, 6, 5, 1)
+    assert np.bincount(ds.y_test).tolist() == [3, 3, 3]
+    again = load_dataset(f"folder:{tmp_path}", mode="L", test_size=0.3, seed=1, n_jobs=1)
+    np.testing.assert_array_equal(ds.X_test, again.X_test)
+    other = load_dataset(f"folder:{tmp_path}", mode="L", test_size=0.3, seed=2)
+    assert not np.array_equal(ds.X_test, other.X_test)
+    # labels agree with the pixel values written per class (40 * class + i)
+    assert ((ds.X_train[:, 0, 0, 0] // 40) == ds.y_train).all()
+
+
+def test_nested_images_inside_a_class_folder_count(tmp_path):
+    make_tree(tmp_path, per_class=3)
+    save(tmp_path / "cat" / "more" / "deep.png", grey(7))
+    ds = load_dataset(f"folder:{tmp_path}", test_size=0.25)
+    assert len(ds.y_train) + len(ds.y_test) == 7
+
+
+def test_mixed_sizes_without_image_size_name_two_files(tmp_path):
+    make_tree(tmp_path, per_class=3)
+    odd = save(tmp_path / "dog" / "big.png", grey(9, (10, 12)))
+    with pytest.raises(DatasetError, match=r"different sizes.*cat.*000\.png is 5x6 .*big\.png is 12x10"):
+        load_dataset(f"folder:{tmp_path}")
+    ds = load_dataset(f"folder:{tmp_path}", image_size=(8, 7), mode="L", test_size=0.25)
+    assert ds.X_train.shape[1:] == (8, 7, 1)
+    assert odd.exists()
+
+
+def test_different_sizes_between_train_and_test(tmp_path):
+    make_tree(tmp_path / "train", per_class=2, size=(4, 4))
+    make_tree(tmp_path / "test", per_class=2, size=(5, 5))
+    with pytest.raises(DatasetError, match="train images are 4x4 but the test images are 5x5"):
+        load_dataset(f"folder:{tmp_path}")
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_truncated_image_raises_naming_the_file(tmp_path):
+    make_tree(tmp_path, per_class=4, size=(40, 40))
+    bad = tmp_path / "dog" / "002.png"
+    save(bad, np.random.default_rng(0).integers(0, 256, (40, 40), dtype=np.uint8))
+    _truncate(bad)
+    before = snapshot(tmp_path)
+    with pytest.raises(ImageError, match=f"{bad}.*truncated.*on_error='skip'"):
+        load_dataset(f"folder:{tmp_path}")
+    assert snapshot(tmp_path) == before
+
+
+def test_skip_lists_every_bad_file_with_its_reason(tmp_path):
+    make_tree(tmp_path, per_class=5)
+    bad1 = tmp_path / "cat" / "001.png"
+    _truncate(bad1)
+    bad2 = tmp_path / "dog" / "zz.jpg"
+    bad2.write_bytes(b"<html>not an image</html>")
+    ds = load_dataset(f"folder:{tmp_path}", on_error="skip", test_size=0.25)
+    assert len(ds.y_train) + len(ds.y_test) == 9
+    assert [p for p, _ in ds.skipped] == [str(bad1), str(bad2)]
+    assert all("corrupt or truncated" in reason for _, reason in ds.skipped)
+    assert "2 skipped" in ds.source and ds.summary()["n_skipped"] == 2
+
+
+def test_all_images_of_a_class_skipped_is_an_error(tmp_path):
+    make_tree(tmp_path, per_class=3)
+    for p in (tmp_path / "dog").iterdir():
+        p.write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="no readable image left.*dog"):
+        load_dataset(f"folder:{tmp_path}", on_error="skip")
+
+
+def test_image_over_the_pixel_limit(tmp_path):
+    from PIL import Image as PILImage
+
+    limit_before = PILImage.MAX_IMAGE_PIXELS
+    make_tree(tmp_path, per_class=3, size=(8, 8))
+    big = save(tmp_path / "cat" / "huge.png", grey(3, (40, 50)))
+    with pytest.raises(ImageError, match=f"{big}.*50x40 = 2000 pixels exceeds max_pixels=1000"):
+        load_dataset(f"folder:{tmp_path}", max_pixels=1000, image_size=(8, 8))
+    ds = load_dataset(f"folder:{tmp_path}", max_pixels=1000, image_size=(8, 8),
+                      on_error="skip", test_size=0.4)
+    assert ds.skipped == [(str(big), "50x40 = 2000 pixels exceeds max_pixels=1000")]
+    assert PILImage.MAX_IMAGE_PIXELS == limit_before  # per call, not global
+
+
+def test_empty_class_folder(tmp_path):
+    make_tree(tmp_path, per_class=3)
+    (tmp_path / "empty_cls").mkdir()
+    (tmp_path / "empty_cls" / ".DS_Store").write_bytes(b"x")  # hidden files do not count
+    with pytest.raises(DatasetError, match=f"{tmp_path / 'empty_cls'}: empty class folder"):
+        load_dataset(f"folder:{tmp_path}")
+
+
+def test_folder_without_images(tmp_path):
+    (tmp_path / "readme.txt").write_text("hello")
+    with pytest.raises(DatasetError, match=f"{tmp_path}: folder with no images"):
+        load_dataset(f"folder:{tmp_path}")
+    save(tmp_path / "loose.png", grey(1))
+    with pytest.raises(DatasetError, match="holds 1 images but no <class> sub-folders"):
+        load_dataset(f"folder:{tmp_path}")
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DatasetError, match="not a folder"):
+        load_dataset(f"folder:{tmp_path / 'nope'}")
+
+
+@pytest.mark.parametrize("options, msg", [
+    ({"mode": "CMYK"}, "mode"), ({"on_error": "ignore"}, "on_error"),
+    ({"max_pixels": 0}, "max_pixels"), ({"image_size": (0, 4)}, "image_size"),
+    ({"image_size": "32"}, "image_size"), ({"image_size": (2.5, 4)}, "image_size"),
+])
+def test_bad_options(tmp_path, options, msg):
+    make_tree(tmp_path, per_class=2)
+    with pytest.raises(ConfigError, match=msg):
+        load_dataset(f"folder:{tmp_path}", **options)
