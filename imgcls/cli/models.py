@@ -115,7 +115,7 @@ def _train(args) -> int:
     t0 = time.perf_counter()
     model.fit(ds.X_train, ds.y_train)
     fit_time = time.perf_counter() - t0
-    imgcls_io.save(model, out, **_save_kwargs(imgcls_io, ds))
+    imgcls_io.save(model, out, classes=[ds.classes[int(c)] for c in model.classes_])
     summary = {"model": name, "estimator": type(model).__name__, "params": model.get_params(),
                "dataset": ds.name, "n_train": int(len(ds.y_train)), "fit_time": fit_time,
                "path": str(out)}
@@ -127,11 +127,8 @@ def _train(args) -> int:
     return 0
 
 
-def _save_kwargs(imgcls_io, ds) -> dict:
-    return {"classes": list(ds.classes)}
-
-
-def _class_names(model, loaded) -> list[str]:
+def _class_names(model) -> list[str]:
+    """Names per entry of ``classes_`` (saved with the model), else the labels as text."""
     names = getattr(model, "class_names_", None)
     if names is None:
         names = [str(c) for c in model.classes_]
@@ -182,7 +179,7 @@ def _predict(args) -> int:
     shape = getattr(model, "image_shape_", None)
     # Read every file first: a bad one is reported before any output.
     X = np.concatenate([read_image_for_model(path, shape) for path in args.images])
-    names = _class_names(model, None)
+    names = _class_names(model)
     classes = np.asarray(model.classes_)
     ranked = rank_labels(model, X, args.top)
     scores, kind = class_scores(model, X)

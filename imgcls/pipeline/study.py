@@ -302,7 +302,7 @@ def run_study(dataset="digits", root=None, download: bool = False,
         (out / "models").mkdir(exist_ok=True)
         for name, model in fitted.items():
             path = out / "models" / f"{name}.safetensors"
-            imgcls_io.save(model, path)
+            imgcls_io.save(model, path, classes=[ds.classes[int(c)] for c in model.classes_])
             model_results[name]["model_file"] = str(path.relative_to(out))
     timings["save_models"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
