@@ -198,12 +198,21 @@ def _dist(a, b, metric, bnorm_inv):
     return s
 
 
+@njit(inline="always")
+def _cosine_distance(dot, qn, tn):
+    # the reference's formula and rounding: 1 - dot / (|t| |q|), similarity 0
+    # for a zero vector, clamped at 0
+    den = tn * qn
+    cos = dot / den if den > 0 else 0.0
+    return max(0.0, 1.0 - cos)
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=_FM)
-def direct_topk(Q, T, k, metric, block, qinv, tinv, out_d, out_i):
+def direct_topk(Q, T, k, metric, block, qnorm, tnorm, out_d, out_i):
     """k nearest training rows, distances computed directly in float64.
 
-    ``metric``: 0 = L1, 1 = squared L2, 2 = cosine distance ``1 - q.t * qinv * tinv``
-    (``qinv``/``tinv``: float64 inverse norms, 0 for zero rows; unused otherwise).
+    ``metric``: 0 = L1, 1 = squared L2, 2 = cosine distance ``1 - q.t / (|t| |q|)``
+    (``qnorm``/``tnorm``: float64 row norms; unused for the other metrics).
     ``out_d``/``out_i`` as in :func:`l1_topk_u8`.
     """
     nq = Q.shape[0]
@@ -215,13 +224,13 @@ def direct_topk(Q, T, k, metric, block, qinv, tinv, out_d, out_i):
             for j in range(t0, t1):
                 s = _dist(a, T[j], metric, 0.0)
                 if metric == 2:
-                    s = max(0.0, 1.0 - s * qinv[q] * tinv[j])
+                    s = _cosine_distance(s, qnorm[q], tnorm[j])
                 if s < out_d[q, k - 1]:
                     _insert(out_d, out_i, q, s, j, k)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=_FM)
-def pair_dist(Q, T, cand, metric, qinv, tinv, out):
+def pair_dist(Q, T, cand, metric, qnorm, tnorm, out):
     """float64 distances of ``Q[i]`` to ``T[cand[i, m]]`` into ``out`` (nq, m).
 
     Same arithmetic as :func:`direct_topk`; entries with ``cand < 0`` get +inf.
@@ -236,5 +245,5 @@ def pair_dist(Q, T, cand, metric, qinv, tinv, out):
                 continue
             s = _dist(a, T[j], metric, 0.0)
             if metric == 2:
-                s = max(0.0, 1.0 - s * qinv[q] * tinv[j])
+                s = _cosine_distance(s, qnorm[q], tnorm[j])
             out[q, r] = s

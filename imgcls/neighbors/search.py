@@ -165,15 +165,8 @@ def _query_blocks(n, rows):
     return [(s, min(n, s + rows)) for s in range(0, n, max(1, rows))]
 
 
-def _inverse_norms(X, budget):
-    """float64 1/|x| per row (0 for zero rows), converted block by block."""
-    out = np.empty(X.shape[0])
-    rows = max(1, int(budget // 4 // (X.shape[1] * 8 + 1)))
-    for s, e in _query_blocks(X.shape[0], rows):
-        blk = X[s:e].astype(np.float64)
-        nrm = np.sqrt(np.einsum("ij,ij->i", blk, blk))
-        out[s:e] = np.divide(1.0, nrm, out=np.zeros_like(nrm), where=nrm > 0)
-    return out
+def _inverse(norms):
+    return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
 
 
 # --------------------------------------------------------------------- L1 ---
@@ -217,10 +210,11 @@ def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
     code = _CODE[metric]
     kc = min(nt, k + max(k, 8))  # candidates: k plus a margin for the certificate
     if metric == "cosine":
-        qinv, tinv = _inverse_norms(Xq, budget), _inverse_norms(Xt, budget)
+        qnorm, tnorm = _row_norms_blocked(Xq, budget), _row_norms_blocked(Xt, budget)
+        qinv, tinv = _inverse(qnorm), _inverse(tnorm)
         fmetric = faiss.METRIC_INNER_PRODUCT
     else:
-        qinv = tinv = None
+        qinv = tinv = qnorm = tnorm = None
         fmetric = faiss.METRIC_L2
     tb = block_rows or max(1, int(budget // 2 // (d * 4)))
     qb = block_rows or max(1, int(budget // 4 // (d * 4 + kc * 48)))
@@ -245,8 +239,8 @@ def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
     # exact float64 distances of the candidates, re-sorted by (distance, index)
     empty = np.empty(0)
     exact = np.empty((n, kc))
-    _kernels.pair_dist(Xq, Xt, cand_i, code, empty if qinv is None else qinv,
-                       empty if tinv is None else tinv, exact)
+    _kernels.pair_dist(Xq, Xt, cand_i, code, empty if qnorm is None else qnorm,
+                       empty if tnorm is None else tnorm, exact)
     order = np.lexsort((cand_i, exact), axis=1)
     exact = np.take_along_axis(exact, order, axis=1)[:, :k]
     ind = np.take_along_axis(cand_i, order, axis=1)[:, :k]
@@ -269,8 +263,8 @@ def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
         od = np.full((bad.size, k), np.inf)
         oi = np.full((bad.size, k), -1, dtype=np.int64)
         _kernels.direct_topk(np.ascontiguousarray(Xq[bad]), Xt, k, code, tb1,
-                             empty if qinv is None else qinv[bad],
-                             empty if tinv is None else tinv, od, oi)
+                             empty if qnorm is None else qnorm[bad],
+                             empty if tnorm is None else tnorm, od, oi)
         exact[bad], ind[bad] = od, oi
     if metric == "l2":
         exact = np.sqrt(exact)
@@ -278,6 +272,7 @@ def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
 
 
 def _row_norms_blocked(X, budget):
+    """float64 |x| per row, as the reference computes it, converted block by block."""
     out = np.empty(X.shape[0])
     rows = max(1, int(budget // 4 // (X.shape[1] * 8 + 1)))
     for s, e in _query_blocks(X.shape[0], rows):
