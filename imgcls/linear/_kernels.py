@@ -1,0 +1,137 @@
+"""The fused minibatch kernel: scores, loss and data gradient in one pass over the batch.
+
+Why a kernel instead of the two NumPy matrix products of :mod:`imgcls.linear.losses`:
+with 10 classes the products ``X_b @ W.T`` and ``dS.T @ X_b`` are so thin that
+BLAS spends its time on threading and packing (and, on a busy machine, on
+threads waiting for each other), and the batch first has to be gathered into a
+copy (``X[idx]``).  This kernel reads each sample row straight from the
+training matrix through the permutation, keeps it in L1 cache for both the
+forward and the backward step, and skips classes whose score gradient is zero
+(most hinge margins once training is under way).
+
+Determinism: the batch is split into a fixed number of chunks (not one per
+thread); each chunk accumulates into its own gradient buffer, and the buffers
+are summed in chunk order.  The result is therefore bit-for-bit the same for
+any number of threads.
+
+The kernel computes the *data* part (sum over the batch, not yet divided by the
+batch size); the caller adds ``2 * reg * W`` and averages.  Its results are
+tested against :func:`imgcls.linear.losses.svm_loss` / ``softmax_loss``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+SVM = 0
+SOFTMAX = 1
+
+# Number of partial gradient buffers per batch (see "Determinism" above).
+N_CHUNKS = 8
+
+# Softmax probabilities below this are set to exactly 0 in the gradient.  They are
+# ~23 orders of magnitude below float32 resolution, so the gradient does not
+# change, but products with them would be subnormal floats, which x86 CPUs
+# process ~25x slower than normal ones.
+_TINY_PROB = 1e-30
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def minibatch_grad(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats):
+    """Sum of per-sample losses and their gradients over ``X[rows]``.
+
+    Parameters
+    ----------
+    X : float32 ndarray of shape (n_samples, n_features), C-contiguous
+    rows : int64 ndarray of shape (m,)
+        Indices of the batch's samples in ``X``.
+    y : int64 ndarray of shape (n_samples,)
+        Class indices of all samples (indexed through ``rows`` too).
+    W : float32 ndarray of shape (n_classes, n_features)
+    b : float32 ndarray of shape (n_classes,)
+    kind : int
+        ``SVM`` or ``SOFTMAX``.
+    delta : float
+        Hinge margin (SVM only).
+    gW_parts : float32 ndarray of shape (N_CHUNKS, n_classes, n_features)
+        Scratch; on return, the chunk sums of ``dL_i/dW``.
+    gb_parts : float64 ndarray of shape (N_CHUNKS, n_classes)
+        Scratch; on return, the chunk sums of ``dL_i/db``.
+    stats : float64 ndarray of shape (N_CHUNKS, 2)
+        On return, per chunk: the summed loss and the number of samples whose
+        highest score (before this step) was the true class.
+    """
+    m = rows.shape[0]
+    n_classes, n_features = W.shape
+    n_chunks = gW_parts.shape[0]
+    for ch in prange(n_chunks):
+        lo = ch * m // n_chunks
+        hi = (ch + 1) * m // n_chunks
+        g = gW_parts[ch]
+        gb = gb_parts[ch]
+        g[:, :] = 0.0
+        gb[:] = 0.0
+        s = np.empty(n_classes, dtype=np.float32)
+        ds = np.empty(n_classes, dtype=np.float32)
+        loss = 0.0
+        correct = 0.0
+        for ii in range(lo, hi):
+            i = rows[ii]
+            x = X[i]
+            yi = y[i]
+            top = -np.inf
+            arg = 0
+            for c in range(n_classes):
+                acc = np.float32(0.0)
+                wc = W[c]
+                for d in range(n_features):
+                    acc += wc[d] * x[d]
+                s[c] = acc + b[c]
+                if s[c] > top:
+                    top = s[c]
+                    arg = c
+            if arg == yi:
+                correct += 1.0
+            if kind == SVM:
+                sy = s[yi]
+                count = 0
+                for c in range(n_classes):
+                    ds[c] = 0.0
+                    if c != yi:
+                        margin = np.float64(s[c]) - sy + delta
+                        if margin > 0:
+                            loss += margin
+                            ds[c] = 1.0
+                            count += 1
+                ds[yi] = -count
+            else:
+                total = 0.0
+                for c in range(n_classes):
+                    e = np.exp(np.float64(s[c]) - top)
+                    ds[c] = e
+                    total += e
+                loss += np.log(total) - (np.float64(s[yi]) - top)
+                for c in range(n_classes):
+                    p = ds[c] / total
+                    ds[c] = p if p > _TINY_PROB else 0.0
+                ds[yi] -= 1.0
+            for c in range(n_classes):
+                dc = ds[c]
+                if dc != 0.0:
+                    gb[c] += dc
+                    gc = g[c]
+                    for d in range(n_features):
+                        gc[d] += dc * x[d]
+        stats[ch, 0] = loss
+        stats[ch, 1] = correct
+
+
+@njit(cache=True)
+def sum_parts(gW_parts, gb_parts, gW, gb):
+    """Sum the chunk buffers in chunk order (fixed, so the result is deterministic)."""
+    gW[:, :] = gW_parts[0]
+    gb[:] = gb_parts[0]
+    for ch in range(1, gW_parts.shape[0]):
+        gW += gW_parts[ch]
+        gb += gb_parts[ch]
