@@ -38,17 +38,22 @@ def _visible_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), hidden ones left out, sorted."""
+def _image_files(folder: Path) -> list[str]:
+    """Image files under ``folder`` (recursively), hidden ones left out, sorted.
+
+    Plain strings, not Paths: for tens of thousands of files pathlib's object
+    creation and comparison cost as much as decoding a small image.
+    """
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        found += [Path(dirpath) / f for f in filenames
-                  if not is_hidden(f) and Path(f).suffix.lower() in IMAGE_EXTENSIONS]
-    return sorted(found)
+        found += [os.path.join(dirpath, f) for f in filenames
+                  if not is_hidden(f) and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+    found.sort()
+    return found
 
 
-def scan_tree(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, str]]], bool]:
+def scan_tree(root: Path) -> tuple[list[str], dict[str, list[tuple[str, str]]], bool]:
     """Find the images of each split.
 
     Returns
@@ -65,7 +70,7 @@ def scan_tree(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, str]]],
     top = {d.name.lower(): d for d in _visible_dirs(root)}
     has_split = "train" in top and "test" in top
     splits = {"train": top["train"], "test": top["test"]} if has_split else {"all": root}
-    files: dict[str, list[tuple[Path, str]]] = {}
+    files: dict[str, list[tuple[str, str]]] = {}
     classes: set[str] = set()
     for split, folder in splits.items():
         class_dirs = _visible_dirs(folder)
@@ -84,7 +89,7 @@ def scan_tree(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, str]]],
     return sorted(classes), files, has_split
 
 
-def _decode(path: Path, mode: str, size: tuple[int, int] | None,
+def _decode(path: str, mode: str, size: tuple[int, int] | None,
             max_pixels: int | None) -> np.ndarray | str:
     """One image as an array (H, W[, C]) uint8, or the reason it cannot be read."""
     from PIL import Image
@@ -113,7 +118,7 @@ def _decode_chunk(paths, mode, size, max_pixels):
     return [_decode(p, mode, size, max_pixels) for p in paths]
 
 
-def decode_images(paths: list[Path], mode: str, size, max_pixels, n_jobs: int | None,
+def decode_images(paths: list[str], mode: str, size, max_pixels, n_jobs: int | None,
                   progress: bool | None) -> list[np.ndarray | str]:
     """Decode ``paths`` in order with a thread pool; failures come back as reason strings."""
     workers = n_jobs if n_jobs and n_jobs > 0 else (os.cpu_count() or 1)
@@ -196,7 +201,7 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
     decoded = decode_images([p for p, _ in all_pairs], mode, size, max_pixels, n_jobs, progress)
 
     skipped: list[tuple[str, str]] = []
-    kept: dict[str, list[tuple[Path, np.ndarray, int]]] = {s: [] for s in files}
+    kept: dict[str, list[tuple[str, np.ndarray, int]]] = {s: [] for s in files}
     position = 0
     for split, pairs in files.items():
         for (p, cls), result in zip(pairs, decoded[position:position + len(pairs)]):
@@ -204,7 +209,7 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
                 if on_error == "raise":
                     raise ImageError(f"{p}: {result} (pass on_error='skip' to leave such "
                                      f"files out)")
-                skipped.append((str(p), result))
+                skipped.append((p, result))
             else:
                 kept[split].append((p, result, index[cls]))
         position += len(pairs)
@@ -237,7 +242,7 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
                           + (f"; {len(skipped)} skipped" if skipped else "") + ")")
 
 
-def _stack(items: list[tuple[Path, np.ndarray, int]], root: Path) -> np.ndarray:
+def _stack(items: list[tuple[str, np.ndarray, int]], root: Path) -> np.ndarray:
     """Stack decoded images into (n, H, W, C), or explain which sizes disagree."""
     if not items:
         return np.zeros((0, 0, 0, 0), np.uint8)
