@@ -195,14 +195,13 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        labels : ndarray of shape (n_samples, n)
-            Class labels; column 0 equals ``predict(X)``.
+        labels : ndarray of shape (n_samples, min(n, n_classes))
+            Class labels; column 0 equals ``predict(X)``.  With fewer than ``n``
+            classes every class is listed.
         """
         check_is_fitted(self)
-        n_classes = len(self.classes_)
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= n_classes:
-            raise ValueError(f"n must be an integer in 1..{n_classes} (the number of classes), "
-                             f"got {n!r}")
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
         scores, neigh_y = self._scores(X)
         return np.asarray(self.classes_)[vote_rank(scores, neigh_y)[:, :n]]
 
