@@ -37,8 +37,7 @@ N_CHUNKS = 8
 _TINY_PROB = 1e-30
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def minibatch_grad(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats):
+def _minibatch_grad(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats):
     """Sum of per-sample losses and their gradients over ``X[rows]``.
 
     Parameters
@@ -125,6 +124,27 @@ def minibatch_grad(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats):
                         gc[d] += dc * x[d]
         stats[ch, 0] = loss
         stats[ch, 1] = correct
+
+
+_FLAGS = dict(cache=True, fastmath={"reassoc", "contract"})
+_grad_parallel = njit(parallel=True, **_FLAGS)(_minibatch_grad)
+# The same code without threads: for small batches, starting the thread team
+# costs more than the work.  The chunk structure is identical, so both versions
+# give bit-for-bit the same result.
+_grad_serial = njit(parallel=False, **_FLAGS)(_minibatch_grad)
+
+# Below this many multiply-adds per batch the serial version is used.
+_PARALLEL_MIN_WORK = 200_000
+
+
+def minibatch_grad(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats):
+    """Dispatch to the threaded or the serial kernel by the size of the batch (same result)."""
+    if rows.shape[0] * W.size >= _PARALLEL_MIN_WORK:
+        return _grad_parallel(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats)
+    return _grad_serial(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats)
+
+
+minibatch_grad.__doc__ = _minibatch_grad.__doc__
 
 
 @njit(cache=True)

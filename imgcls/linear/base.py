@@ -384,6 +384,12 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
 
     def _run_epochs(self, X, y, Xv, yv, W, b, opt, epoch0, n_epochs, rng, early_stop):
         """Minibatch training for ``n_epochs`` epochs, updating W and b in place."""
+        # a diverging run overflows on its way to inf; that is detected and reported
+        # as TrainingDivergedError below, so numpy's warnings would only be noise
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._epochs(X, y, Xv, yv, W, b, opt, epoch0, n_epochs, rng, early_stop)
+
+    def _epochs(self, X, y, Xv, yv, W, b, opt, epoch0, n_epochs, rng, early_stop):
         n, n_features = X.shape
         n_classes = W.shape[0]
         bs = min(self.batch_size, n)
