@@ -232,8 +232,8 @@ def _read_header(path: Path) -> dict[str, Any]:
         with open(path, "rb") as f:
             head = f.read(8)
             if len(head) < 8:
-                raise _fail(path, f"truncated or empty: {size} bytes is too short for a "
-                                  "model file")
+                raise _fail(path, f"truncated, empty or not a model file: {size} bytes is "
+                                  "too short for a model file")
             (n,) = struct.unpack("<Q", head)
             first = f.read(1)
             if first != b"{" or n > _MAX_HEADER:

@@ -192,5 +192,7 @@ def plot_decision_boundaries(estimators: Mapping[str, Any], X2d: Any = None, y: 
                 ax.set_title(str(ename))
             if c == 0 and dname is not None:
                 ax.set_ylabel(dname)
-    fig.suptitle(title + ("  (white: tied vote)" if show_ties else ""))
+    # say what white means, unless the caller's title already does
+    note = show_ties and "white" not in title.lower()
+    fig.suptitle(title + ("  (white: tied vote)" if note else ""))
     return fig

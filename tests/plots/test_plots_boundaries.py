@@ -60,7 +60,10 @@ def test_grid_of_panels_for_every_estimator_and_dataset():
     assert all(len(ax.images) == 1 for ax in fig.axes)
     assert [ax.get_title() for ax in fig.axes[:4]] == list(est)
     assert [fig.axes[r * 4].get_ylabel() for r in range(4)] == list(data)
-    assert fig.get_suptitle().startswith("Toy")
+    assert fig.get_suptitle() == "Toy  (white: tied vote)"
+    again = plot_decision_boundaries({"k": KNeighborsClassifier(n_neighbors=1)}, datasets=data,
+                                     resolution=10, title="Regions (white: ties)")
+    assert again.get_suptitle() == "Regions (white: ties)"  # not said twice
     # the caller's estimators were copied, not fitted in place
     assert not hasattr(est["kNN K=1"], "classes_")
     # a 1-NN classifies its own training points perfectly
