@@ -119,18 +119,59 @@ def _decode_chunk(paths, mode, size, max_pixels):
 
 
 def decode_images(paths: list[str], mode: str, size, max_pixels, n_jobs: int | None,
-                  progress: bool | None) -> list[np.ndarray | str]:
-    """Decode ``paths`` in order with a thread pool; failures come back as reason strings."""
+                  progress: bool | None, on_error: str, root: Path
+                  ) -> tuple[np.ndarray | None, np.ndarray, list[tuple[str, str]]]:
+    """Decode ``paths`` with a thread pool straight into one (n, H, W, C) buffer.
+
+    Returns
+    -------
+    X : ndarray (n_kept, H, W, C) uint8, or None when nothing could be read
+    kept : ndarray of int
+        Index into ``paths`` of each row of ``X`` (in order).
+    skipped : list of (path, reason)
+        Files left out (only with ``on_error="skip"``; otherwise the first
+        bad file raises :class:`ImageError`).
+    """
     workers = n_jobs if n_jobs and n_jobs > 0 else (os.cpu_count() or 1)
     chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
-    out: list[np.ndarray | str] = []
-    with bar("decoding images", len(paths), disable=None if progress is None else not progress) \
-            as advance, ThreadPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(_decode_chunk, chunks, *([x] * len(chunks) for x in
-                                                         (mode, size, max_pixels))):
-            out += result
-            advance(len(result))
-    return out
+    X: np.ndarray | None = None
+    kept: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    first = ""
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with bar("decoding images", len(paths),
+                 disable=None if progress is None else not progress) as advance:
+            results = pool.map(_decode_chunk, chunks,
+                               *([x] * len(chunks) for x in (mode, size, max_pixels)))
+            for c, result in enumerate(results):
+                for j, arr in enumerate(result):
+                    i = c * CHUNK + j
+                    if isinstance(arr, str):
+                        if on_error == "raise":
+                            raise ImageError(f"{paths[i]}: {arr} (pass on_error='skip' to "
+                                             f"leave such files out)")
+                        skipped.append((paths[i], arr))
+                        continue
+                    if arr.ndim == 2:
+                        arr = arr[..., None]
+                    if X is None:
+                        # One buffer for all images: no list of arrays to stack (which
+                        # would need twice the memory at the end).
+                        X, first = np.empty((len(paths), *arr.shape), np.uint8), paths[i]
+                    elif arr.shape != X.shape[1:]:
+                        raise DatasetError(
+                            f"{root}: images have different sizes, e.g. {first} is "
+                            f"{X.shape[2]}x{X.shape[1]} and {paths[i]} is "
+                            f"{arr.shape[1]}x{arr.shape[0]} (width x height); pass "
+                            f"image_size=(H, W) to resize them")
+                    X[len(kept)] = arr
+                    kept.append(i)
+                advance(len(result))
+    finally:
+        # On an error, do not decode the rest of a large folder for nothing.
+        pool.shutdown(wait=True, cancel_futures=True)
+    return (None if X is None else X[:len(kept)]), np.array(kept, dtype=np.int64), skipped
 
 
 def _check_options(image_size, mode, on_error, max_pixels) -> tuple[int, int] | None:
@@ -197,64 +238,39 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
     name = name or f"folder:{path}"
     classes, files, has_split = scan_tree(root)
     index = {c: i for i, c in enumerate(classes)}
-    all_pairs = [pair for split in files for pair in files[split]]
-    decoded = decode_images([p for p, _ in all_pairs], mode, size, max_pixels, n_jobs, progress)
-
-    skipped: list[tuple[str, str]] = []
-    kept: dict[str, list[tuple[str, np.ndarray, int]]] = {s: [] for s in files}
-    position = 0
-    for split, pairs in files.items():
-        for (p, cls), result in zip(pairs, decoded[position:position + len(pairs)]):
-            if isinstance(result, str):
-                if on_error == "raise":
-                    raise ImageError(f"{p}: {result} (pass on_error='skip' to leave such "
-                                     f"files out)")
-                skipped.append((p, result))
-            else:
-                kept[split].append((p, result, index[cls]))
-        position += len(pairs)
-
-    X_parts = {s: _stack(items, root) for s, items in kept.items()}
-    shapes = {s: X.shape[1:] for s, X in X_parts.items() if len(X)}
-    if len(set(shapes.values())) > 1:
-        (s1, sh1), (s2, sh2) = list(shapes.items())[:2]
-        raise DatasetError(f"{root}: the {s1} images are {sh1[1]}x{sh1[0]} but the {s2} images "
-                           f"are {sh2[1]}x{sh2[0]}; pass image_size=(H, W)")
-    for split, items in kept.items():
-        present = {c for _, _, c in items}
-        lost = [classes[c] for c in {index[cls] for _, cls in files[split]} - present]
-        if lost:
-            raise DatasetError(f"{root}: no readable image left in class folder(s) "
-                               f"{sorted(lost)} of {split!r} (all were skipped)")
-    y_parts = {s: np.array([c for _, _, c in items], dtype=np.int64) for s, items in kept.items()}
-    described = f"{'x'.join(map(str, size)) if size else 'native size'}, mode {mode}"
     if has_split:
-        X_tr, y_tr, X_te, y_te = X_parts["train"], y_parts["train"], X_parts["test"], y_parts["test"]
+        parts = {"train": files["train"], "test": files["test"]}
         how = "train/test folders"
     else:
-        X, y = X_parts["all"], y_parts["all"]
-        tr, te = stratified_split(y, test_size, seed, str(root))
-        X_tr, y_tr, X_te, y_te = X[tr], y[tr], X[te], y[te]
+        # Split the file list (not the decoded images): the split then does not
+        # depend on which files fail to decode, and train/test are contiguous
+        # slices of one buffer below.
+        pairs = files["all"]
+        tr, te = stratified_split(np.array([index[c] for _, c in pairs]), test_size, seed,
+                                  str(root))
+        parts = {"train": [pairs[i] for i in tr], "test": [pairs[i] for i in te]}
         how = f"stratified split test_size={test_size}, seed={seed}"
-    return Dataset(name=name, X_train=X_tr, y_train=y_tr, X_test=X_te, y_test=y_te,
-                   classes=classes, skipped=skipped,
-                   source=f"{root} (image folder, {len(all_pairs)} files, {described}; {how}"
+    ordered = parts["train"] + parts["test"]
+    labels = np.array([index[c] for _, c in ordered], dtype=np.int64)
+    X, kept, skipped = decode_images([p for p, _ in ordered], mode, size, max_pixels, n_jobs,
+                                     progress, on_error, root)
+    if X is None:
+        raise DatasetError(f"{root}: none of the {len(ordered)} images could be read "
+                           f"(all skipped)")
+    n_train = int(np.searchsorted(kept, len(parts["train"])))
+    y = labels[kept]
+    for split, lo, hi, n_files in (("train", 0, n_train, 0),
+                                   ("test", n_train, len(kept), len(parts["train"]))):
+        wanted = set(labels[n_files:n_files + len(parts[split])].tolist())
+        lost = sorted(classes[c] for c in wanted - set(y[lo:hi].tolist()))
+        if lost:
+            raise DatasetError(f"{root}: no readable image left in class folder(s) {lost} "
+                               f"of the {split} split (all were skipped)")
+    described = f"{'x'.join(map(str, size)) if size else 'native size'}, mode {mode}"
+    return Dataset(name=name, X_train=X[:n_train], y_train=y[:n_train], X_test=X[n_train:],
+                   y_test=y[n_train:], classes=classes, skipped=skipped,
+                   source=f"{root} (image folder, {len(ordered)} files, {described}; {how}"
                           + (f"; {len(skipped)} skipped" if skipped else "") + ")")
-
-
-def _stack(items: list[tuple[str, np.ndarray, int]], root: Path) -> np.ndarray:
-    """Stack decoded images into (n, H, W, C), or explain which sizes disagree."""
-    if not items:
-        return np.zeros((0, 0, 0, 0), np.uint8)
-    first_path, first, _ = items[0]
-    for p, arr, _ in items:
-        if arr.shape != first.shape:
-            raise DatasetError(
-                f"{root}: images have different sizes, e.g. {first_path} is "
-                f"{first.shape[1]}x{first.shape[0]} and {p} is {arr.shape[1]}x{arr.shape[0]} "
-                f"(width x height); pass image_size=(H, W) to resize them")
-    X = np.stack([arr for _, arr, _ in items])
-    return X[..., None] if X.ndim == 3 else X
 
 
 register(DatasetSpec("folder", "an image tree PATH/<class>/<image> or "
