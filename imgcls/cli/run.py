@@ -44,8 +44,13 @@ def _run(args) -> int:
 
     from ..pipeline import run_study
 
+    from .._progress import progress_enabled
+
     err = Console(stderr=True, highlight=False)
-    log = (lambda msg: None) if args.json else (lambda msg: err.print(f"[dim]·[/dim] {msg}"))
+    # Stage lines, like the progress bars, only on a terminal: pipes and logs get
+    # just the result (and an error as one line).
+    quiet = args.json or not progress_enabled()
+    log = (lambda msg: None) if quiet else (lambda msg: err.print(f"[dim]·[/dim] {msg}"))
     results = run_study(args.dataset, root=args.root, download=args.download,
                         models=args.models, folds=args.folds, seed=args.seed, out=args.out,
                         log=log)

@@ -16,6 +16,9 @@ __all__ = ["study_figures", "retrieval_queries"]
 #: Test images shown in the retrieval figure, and neighbours per image.
 N_RETRIEVALS = 8
 N_RETRIEVED = 10
+#: Grid points per axis of the decision-region pictures (enough to see the shapes;
+#: the kNN search over the grid dominates their cost).
+BOUNDARY_RESOLUTION = 120
 
 
 def retrieval_queries(n_test: int, seed: int, n: int = N_RETRIEVALS) -> np.ndarray:
@@ -90,5 +93,6 @@ def study_figures(ds, fitted: dict, results: dict, cv_table: list[dict] | None, 
     if toy:
         figures["decision_boundaries"] = plots.plot_decision_boundaries(
             toy, datasets=plots.toy_datasets(seed),
-            title="Decision regions on 2-D toy data (white: kNN vote ties)")
+            title="Decision regions on 2-D toy data (white: kNN vote ties)",
+            resolution=BOUNDARY_RESOLUTION)
     return figures
