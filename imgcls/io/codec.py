@@ -11,7 +11,8 @@ whose key starts with ``$``:
 - ``{"$dict": [[k, v], ...]}``: a dict with a non-string key or a key starting with "$";
 - ``{"$float": "nan" | "inf" | "-inf"}``: a non-finite float;
 - ``{"$scalar": [dtype, value]}``: a numpy scalar (e.g. ``np.int64(3)``);
-- ``{"$array": [dtype, shape, values]}``: a string or object array (nested list).
+- ``{"$array": [dtype, shape, values]}``: an array inside a list or dict, or a
+  string or object array (values as a nested list).
 
 Any other object with a ``$`` key is rejected when decoding, so a crafted file
 cannot smuggle in a type.  Nothing here imports or calls anything named in a
@@ -35,6 +36,8 @@ TENSOR_DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32",
 
 # dtypes allowed inside "$scalar"/"$array" (string kinds are checked separately)
 _SCALAR_DTYPES = TENSOR_DTYPES
+# largest string item allowed in a file (a crafted "<U999999999" must not allocate GBs)
+_MAX_ITEMSIZE = 1 << 20
 
 
 class EncodeError(ValueError):
@@ -46,9 +49,8 @@ class DecodeError(ValueError):
 
 
 def is_tensor(value: Any) -> bool:
-    """True for numpy arrays that go into the safetensors payload."""
-    return isinstance(value, np.ndarray) and value.dtype.name in TENSOR_DTYPES \
-        and value.dtype.byteorder in ("=", "|", "<" if np.little_endian else ">")
+    """True for numpy arrays that go into the safetensors payload (numbers and bools)."""
+    return isinstance(value, np.ndarray) and value.dtype.name in TENSOR_DTYPES
 
 
 def _plain_float(x: float) -> Any:
@@ -89,8 +91,10 @@ def encode(value: Any, where: str) -> Any:
         if kind == "O":
             return {"$array": ["object", list(value.shape),
                                encode(value.tolist(), where)]}
-        if value.dtype.name in TENSOR_DTYPES:  # e.g. big-endian: store in native order
-            return encode(value.astype(value.dtype.newbyteorder("=")), where)
+        if value.dtype.name in TENSOR_DTYPES:
+            # a numeric array nested in a list or dict (top-level ones become tensors)
+            return {"$array": [value.dtype.name, list(value.shape),
+                               encode(value.tolist(), where)]}
         raise EncodeError(f"{where}: an array of dtype {value.dtype} cannot be stored")
     raise EncodeError(f"{where}: a {type(value).__module__}.{type(value).__qualname__} "
                       f"is not a JSON value or numpy array and cannot be stored")
@@ -153,9 +157,11 @@ def _decode_array(body: list, where: str) -> np.ndarray:
     if not isinstance(dtype_str, str):
         raise DecodeError(f"{where}: bad array dtype {dtype_str!r}")
     dtype = np.dtype(dtype_str)
-    if dtype.kind not in "US":
-        raise DecodeError(f"{where}: $array holds only string or object arrays, got {dtype_str!r}")
-    if dtype.kind == "S":
+    if dtype_str in TENSOR_DTYPES:
+        arr = np.array(decode(values, where), dtype=dtype)
+    elif dtype.kind not in "US" or dtype.itemsize > _MAX_ITEMSIZE:
+        raise DecodeError(f"{where}: $array holds numbers, strings or objects, not {dtype_str!r}")
+    elif dtype.kind == "S":
         arr = np.char.encode(np.array(values, dtype=str).reshape(shape), "latin-1").astype(dtype)
     else:
         arr = np.array(values, dtype=dtype)
@@ -191,9 +197,9 @@ def tensor_sha256(tensors: Mapping[str, np.ndarray]) -> str:
         a = np.ascontiguousarray(tensors[name])
         if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and not np.little_endian):
             a = a.astype(a.dtype.newbyteorder("<"))
-        data = a.tobytes(order="C")
+        data = a.reshape(-1).view(np.uint8)  # the raw bytes, without a copy
         head = f"{name}\0{a.dtype.name}\0{','.join(map(str, a.shape))}\0"
         h.update(head.encode("utf-8"))
-        h.update(len(data).to_bytes(8, "little"))
+        h.update(int(data.size).to_bytes(8, "little"))
         h.update(data)
     return h.hexdigest()

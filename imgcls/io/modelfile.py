@@ -159,7 +159,10 @@ def save(model: Any, path: str | os.PathLike, *, classes: Any = None,
     path = Path(path)
     cls = type(model)
     name = cls.__name__
-    allowed = resolve_estimator(name, registry)
+    try:
+        allowed = resolve_estimator(name, registry)
+    except ImportError:  # a built-in name, but this object is not imgcls's class
+        allowed = None
     if allowed is not cls:
         raise ValueError(f"model: cannot save a {cls.__module__}.{cls.__qualname__}: only "
                          f"these estimator classes can be saved: {', '.join(allowed_names(registry))} "
@@ -177,7 +180,8 @@ def save(model: Any, path: str | os.PathLike, *, classes: Any = None,
     table: dict[str, Any] = {}
     for attr, value in sorted(attrs.items()):
         if is_tensor(value):
-            arr = np.ascontiguousarray(value)
+            # native byte order, C order: what safetensors writes and the hash reads
+            arr = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("="))
             tensors[attr] = arr
             table[attr] = {"tensor": {"dtype": arr.dtype.name, "shape": list(arr.shape)}}
         else:
@@ -348,7 +352,11 @@ def _decode_attributes(path: Path, doc: dict, tensors: dict[str, np.ndarray]) ->
 
 def _build(path: Path, doc: dict, registry: Mapping[str, type] | None) -> Any:
     name = doc.get("estimator")
-    cls = resolve_estimator(name, registry)
+    try:
+        cls = resolve_estimator(name, registry)
+    except ImportError as exc:
+        raise _fail(path, f"holds a {name}, which cannot be imported in this installation "
+                          f"({exc})") from None
     if cls is None:
         raise _fail(path, f"unknown estimator class {str(name)[:80]!r}; a model file may only "
                           f"hold one of: {', '.join(allowed_names(registry))}")

@@ -70,11 +70,15 @@ def allowed_names(registry: Mapping[str, type] | None = None) -> list[str]:
 
 
 def resolve_estimator(name: str, registry: Mapping[str, type] | None = None) -> type | None:
-    """The class allowed under ``name``, or None.
+    """The class allowed under ``name``, or None for a name not on the allow-list.
 
     Looks in the built-ins first (importing only ``imgcls.neighbors`` or
     ``imgcls.linear``), then in ``registry``, then in the registered classes.
-    A built-in that cannot be imported yet (module missing) gives None.
+
+    Raises
+    ------
+    ImportError
+        ``name`` is a built-in whose module cannot be imported here.
     """
     if not isinstance(name, str):
         return None
@@ -82,10 +86,8 @@ def resolve_estimator(name: str, registry: Mapping[str, type] | None = None) -> 
         module, attr = BUILTIN_ESTIMATORS[name]
         try:
             return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            return None
+        except AttributeError as exc:
+            raise ImportError(f"{module} has no {attr}") from exc
     if registry is not None and name in registry:
-        if name in BUILTIN_ESTIMATORS:
-            return None
         return registry[name]
     return _registered.get(name)

@@ -181,3 +181,11 @@ def test_read_metadata_checks_the_same_way(victim):
     edit_metadata(victim, lambda doc: doc.update(format_version=7))
     with pytest.raises(ModelFileError, match="needs a newer imgcls"):
         read_metadata(victim)
+
+
+def test_builtin_estimator_that_cannot_be_imported(victim, monkeypatch):
+    from imgcls.io import registry
+
+    monkeypatch.setitem(registry.BUILTIN_ESTIMATORS, "Softmax", ("imgcls.linear", "NoSuchClass"))
+    edit_metadata(victim, lambda doc: doc.update(estimator="Softmax"))
+    _load_fails(victim, "holds a Softmax, which cannot be imported in this installation")
