@@ -103,3 +103,13 @@ def test_plots_do_not_import_pyplot_or_change_backend():
                          timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+def test_png_bytes_of_a_figure_without_agg_canvas():
+    # e.g. a Figure made directly, or by pyplot with a GUI backend: rendered through
+    # Agg for the bytes, and its own canvas given back afterwards
+    fig = Figure()
+    fig.add_subplot(1, 1, 1).plot([1, 2, 3])
+    canvas = fig.canvas
+    assert figure_png_bytes(fig).startswith(PNG_SIGNATURE)
+    assert fig.canvas is canvas

@@ -272,3 +272,18 @@ def test_to_jsonable_conversions():
     assert json.loads(json.dumps(out, allow_nan=False)) == out
     with pytest.raises(TypeError, match=r"results\['o'\]: an array of dtype object"):
         to_jsonable({"o": np.array([None, 1], dtype=object)})
+
+
+def test_permission_denied_names_the_directory(tmp_path, monkeypatch):
+    # root ignores permission bits, so simulate the refusal where it happens
+    import tempfile
+
+    before = _old_report(tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError, match=f"directory '{tmp_path}' is not writable"):
+        write_report(tmp_path, _results(), _figures())
+    _assert_unchanged(tmp_path, before)
