@@ -217,7 +217,9 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
         naming the file, or leave it out and list it in ``Dataset.skipped``.
     max_pixels : int, optional
         Largest width * height accepted, checked per call from the image
-        header (Pillow's global ``MAX_IMAGE_PIXELS`` is not touched).
+        header (Pillow's global ``MAX_IMAGE_PIXELS`` is not touched; Pillow's
+        own decompression-bomb refusal above twice that global still applies
+        and is reported like any unreadable image).
     test_size : float, default 0.2
         Test fraction of each class when the tree has no train/test folders.
     seed : int, default 0
