@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ._base import as_array, check_classes, class_color, new_figure
 
@@ -154,5 +155,7 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]],
     ax_acc.set_title("Accuracy")
     ax_acc.grid(True, alpha=0.3)
     ax_acc.legend(fontsize="small")
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.suptitle(title)
     return fig
