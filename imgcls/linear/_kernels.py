@@ -37,8 +37,51 @@ N_CHUNKS = 8
 _TINY_PROB = 1e-30
 
 
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _row_loss(s, yi, kind, delta, ds):
+    """Loss of one sample from its scores ``s``; writes dL/ds into ``ds``; returns (loss, correct)."""
+    n_classes = s.shape[0]
+    top = s[0]
+    arg = 0
+    for c in range(1, n_classes):
+        if s[c] > top:
+            top = s[c]
+            arg = c
+    correct = 1.0 if arg == yi else 0.0
+    loss = 0.0
+    if kind == SVM:
+        sy = s[yi]
+        count = 0
+        for c in range(n_classes):
+            ds[c] = 0.0
+            if c != yi:
+                margin = np.float64(s[c]) - sy + delta
+                if margin > 0:
+                    loss += margin
+                    ds[c] = 1.0
+                    count += 1
+        ds[yi] = -count
+    else:
+        total = 0.0
+        for c in range(n_classes):
+            e = np.exp(np.float64(s[c]) - top)
+            ds[c] = e
+            total += e
+        loss = np.log(total) - (np.float64(s[yi]) - top)
+        for c in range(n_classes):
+            p = ds[c] / total
+            ds[c] = p if p > _TINY_PROB else 0.0
+        ds[yi] -= 1.0
+    return loss, correct
+
+
 def _minibatch_grad(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats):
     """Sum of per-sample losses and their gradients over ``X[rows]``.
+
+    Rows are processed four at a time: each weight loaded from cache then
+    serves four samples in the forward step, and each gradient entry is loaded
+    and stored once per four samples in the backward step (four independent
+    multiply-add chains also keep the vector units busy).
 
     Parameters
     ----------
@@ -71,57 +114,55 @@ def _minibatch_grad(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats):
         gb = gb_parts[ch]
         g[:, :] = 0.0
         gb[:] = 0.0
-        s = np.empty(n_classes, dtype=np.float32)
-        ds = np.empty(n_classes, dtype=np.float32)
+        S = np.empty((4, n_classes), dtype=np.float32)
+        DS = np.zeros((4, n_classes), dtype=np.float32)
         loss = 0.0
         correct = 0.0
-        for ii in range(lo, hi):
-            i = rows[ii]
-            x = X[i]
-            yi = y[i]
-            top = -np.inf
-            arg = 0
+        for start in range(lo, hi, 4):
+            r = min(4, hi - start)
+            # missing rows of a short last block repeat the first row with a zero gradient
+            i0 = rows[start]
+            i1 = rows[start + 1] if r > 1 else i0
+            i2 = rows[start + 2] if r > 2 else i0
+            i3 = rows[start + 3] if r > 3 else i0
+            x0 = X[i0]
+            x1 = X[i1]
+            x2 = X[i2]
+            x3 = X[i3]
             for c in range(n_classes):
-                acc = np.float32(0.0)
                 wc = W[c]
+                a0 = np.float32(0.0)
+                a1 = np.float32(0.0)
+                a2 = np.float32(0.0)
+                a3 = np.float32(0.0)
                 for d in range(n_features):
-                    acc += wc[d] * x[d]
-                s[c] = acc + b[c]
-                if s[c] > top:
-                    top = s[c]
-                    arg = c
-            if arg == yi:
-                correct += 1.0
-            if kind == SVM:
-                sy = s[yi]
-                count = 0
-                for c in range(n_classes):
-                    ds[c] = 0.0
-                    if c != yi:
-                        margin = np.float64(s[c]) - sy + delta
-                        if margin > 0:
-                            loss += margin
-                            ds[c] = 1.0
-                            count += 1
-                ds[yi] = -count
-            else:
-                total = 0.0
-                for c in range(n_classes):
-                    e = np.exp(np.float64(s[c]) - top)
-                    ds[c] = e
-                    total += e
-                loss += np.log(total) - (np.float64(s[yi]) - top)
-                for c in range(n_classes):
-                    p = ds[c] / total
-                    ds[c] = p if p > _TINY_PROB else 0.0
-                ds[yi] -= 1.0
+                    w = wc[d]
+                    a0 += w * x0[d]
+                    a1 += w * x1[d]
+                    a2 += w * x2[d]
+                    a3 += w * x3[d]
+                S[0, c] = a0 + b[c]
+                S[1, c] = a1 + b[c]
+                S[2, c] = a2 + b[c]
+                S[3, c] = a3 + b[c]
+            for j in range(4):
+                if j < r:
+                    lj, cj = _row_loss(S[j], y[rows[start + j]], kind, delta, DS[j])
+                    loss += lj
+                    correct += cj
+                else:
+                    DS[j, :] = 0.0
             for c in range(n_classes):
-                dc = ds[c]
-                if dc != 0.0:
-                    gb[c] += dc
-                    gc = g[c]
-                    for d in range(n_features):
-                        gc[d] += dc * x[d]
+                d0 = DS[0, c]
+                d1 = DS[1, c]
+                d2 = DS[2, c]
+                d3 = DS[3, c]
+                if d0 == 0.0 and d1 == 0.0 and d2 == 0.0 and d3 == 0.0:
+                    continue
+                gb[c] += np.float64(d0) + np.float64(d1) + np.float64(d2) + np.float64(d3)
+                gc = g[c]
+                for d in range(n_features):
+                    gc[d] += d0 * x0[d] + d1 * x1[d] + d2 * x2[d] + d3 * x3[d]
         stats[ch, 0] = loss
         stats[ch, 1] = correct
 

@@ -73,9 +73,11 @@ def transform(X, input_scale, mean, scale, dtype=np.float32):
     # one multiplication per element, done in blocks to avoid float64 temporaries
     shift = (input_scale * mean).astype(dtype)
     mult = (1.0 / (input_scale * scale)).astype(dtype)
-    for i in range(0, n, _BLOCK_ROWS):
-        block = out[i:i + _BLOCK_ROWS]
-        block[...] = X[i:i + _BLOCK_ROWS]
+    # blocks of ~1 MB stay in cache for the three passes over them
+    rows = max(1, 2**20 // (4 * max(1, d)))
+    for i in range(0, n, rows):
+        block = out[i:i + rows]
+        block[...] = X[i:i + rows]
         block -= shift
         block *= mult
     return out
