@@ -25,7 +25,7 @@ distances keep the smaller training index first: rows come out sorted by
 ``k`` (distance, index) pairs; no query-by-training matrix is ever built.
 
 Work is parallel over tiles of queries (``prange``) inside a serial loop over
-blocks of training rows, so one block (about 1 MiB) stays in each core's L2
+blocks of training rows, so one block (about 1.5 MiB) stays in each core's L2
 cache while all queries stream past it.
 """
 
@@ -66,45 +66,63 @@ def _sad_width() -> int:
 # sum-of-absolute-differences instruction directly: one instruction handles
 # 16/32/64 byte pairs and sums them into 64-bit lanes, exactly.
 SAD_WIDTH = _sad_width()
+# _sad4 packs two rows' partial sums into one 64-bit lane: each must stay < 2**32
+MAX_SAD_BYTES = 2**24
 _SAD_NAMES = {64: "llvm.x86.avx512.psad.bw.512", 32: "llvm.x86.avx2.psad.bw",
               16: "llvm.x86.sse2.psad.bw"}
 
 
 @intrinsic
 def _sad4(typingctx, a0, a1, a2, a3, b, n):
-    """Exact sums of |a_r[c] - b[c]| over c < n for four uint8 rows, for n a multiple of 16.
+    """Exact sums of |a_r[c] - b[c]| over c < n for four uint8 rows.
 
-    Uses SAD_WIDTH-byte vectors, then 16-byte vectors for the rest.
+    ``n`` must be a multiple of 16 with 255 * n < 2**32.  Uses SAD_WIDTH-byte
+    vectors, then 16-byte vectors for the rest.
     """
     sig = types.UniTuple(types.int64, 4)(a0, a1, a2, a3, b, n)
 
     def codegen(context, builder, signature, args):
         i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
         ptrs = [context.make_array(t)(context, builder, v).data
                 for t, v in zip(signature.args[:5], args[:5])]
         width = SAD_WIDTH
+        lanes = width // 8
+        at = ir.VectorType(i64, lanes)
         nbytes = args[5]
-        out = [ir.Constant(i64, 0)] * 4
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(at, None)) for _ in range(4)]
         done = ir.Constant(i64, 0)
         for w in ([width, 16] if width > 16 else [16]):
             vt = ir.VectorType(ir.IntType(8), w)
-            at = ir.VectorType(i64, w // 8)
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(at, [vt, vt]),
+            rt = ir.VectorType(i64, w // 8)
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(rt, [vt, vt]),
                                                 _SAD_NAMES[w])
             vptrs = [builder.bitcast(builder.gep(p, [done]), vt.as_pointer()) for p in ptrs]
             nvec = builder.udiv(builder.sub(nbytes, done), ir.Constant(i64, w))
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(at, None)) for _ in range(4)]
             with cgutils.for_range(builder, nvec) as loop:
                 bv = builder.load(builder.gep(vptrs[4], [loop.index]), align=1)
                 for r in range(4):
                     av = builder.load(builder.gep(vptrs[r], [loop.index]), align=1)
-                    builder.store(builder.add(builder.load(accs[r]), builder.call(fn, [av, bv])),
-                                  accs[r])
-            for r in range(4):
-                v = builder.load(accs[r])
-                for e in range(w // 8):
-                    out[r] = builder.add(out[r], builder.extract_element(v, ir.Constant(ir.IntType(32), e)))
+                    s = builder.call(fn, [av, bv])
+                    if w != width:  # widen the 16-byte result into the accumulator's lanes
+                        s = builder.shuffle_vector(
+                            s, ir.Constant(rt, None),
+                            ir.Constant(ir.VectorType(i32, lanes),
+                                        [0, 1] + [2] * (lanes - 2)))
+                    builder.store(builder.add(builder.load(accs[r]), s), accs[r])
             done = builder.add(done, builder.mul(nvec, ir.Constant(i64, w)))
+        # Two sums share one horizontal reduction: each lane's partial sum is
+        # below 2^32 (255 * n < 2^32 is checked by the caller), so the second
+        # row's lanes go in the upper 32 bits without carrying into each other.
+        red = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [at]),
+                                             f"llvm.vector.reduce.add.v{lanes}i64")
+        shift = ir.Constant(at, [32] * lanes)
+        mask = ir.Constant(i64, 0xFFFFFFFF)
+        out = []
+        for r in (0, 2):
+            packed = builder.add(builder.load(accs[r]), builder.shl(builder.load(accs[r + 1]), shift))
+            tot = builder.call(red, [packed])
+            out += [builder.and_(tot, mask), builder.lshr(tot, ir.Constant(i64, 32))]
         return context.make_tuple(builder, signature.return_type, out)
 
     return sig, codegen
@@ -133,7 +151,7 @@ def l1_topk_u8(Q, T, k, block, out_d, out_i):
     nt = T.shape[0]
     ntiles = (nq + _QT - 1) // _QT
     # bytes handled by the SAD instruction (a multiple of 16); the rest is scalar
-    dv = (d // 16) * 16 if SAD_WIDTH > 0 else 0
+    dv = (d // 16) * 16 if SAD_WIDTH > 0 and d < MAX_SAD_BYTES else 0
     for t0 in range(0, nt, block):
         t1 = min(nt, t0 + block)
         for tile in prange(ntiles):
@@ -145,7 +163,7 @@ def l1_topk_u8(Q, T, k, block, out_d, out_i):
                 a3 = Q[q0 + 3]
                 for j in range(t0, t1):
                     b = T[j]
-                    if SAD_WIDTH > 0:
+                    if dv > 0:
                         s0, s1, s2, s3 = _sad4(a0, a1, a2, a3, b, dv)
                     else:
                         s0 = s1 = s2 = s3 = 0
