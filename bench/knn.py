@@ -7,7 +7,8 @@ faiss float32 conversion + ``IndexFlat.add`` + ``search``; scikit-learn ``fit``
 + ``kneighbors``; the lecture's loop over test images.  The slowest baselines
 (faiss L1, scikit-learn p = 1, the NumPy loop) run on a subset of the queries
 and their time is extrapolated linearly to all queries (column
-``extrapolated_from``).  ``ratio`` is the row's time over imgcls's time for the
+``extrapolated_from``).  imgcls and faiss (L2) run twice, alternating, and
+the best time counts, since the machine is shared.  ``ratio`` is the row's time over imgcls's time for the
 same metric (> 1: imgcls is faster).  ``peak_extra_MiB`` is resident memory
 above the level before the row (the inputs themselves excluded).  ``acc@10``:
 10-NN majority vote (imgcls's tie rule) on the neighbours the tool returned,
@@ -62,24 +63,38 @@ def run(data, quick):
     KNearestNeighbor(k=K, metric="l1").fit(Xtr2[:100], ytr[:100]).kneighbors(Xte2[:8])
     KNearestNeighbor(k=K, metric="l2").fit(Xtr2[:100], ytr[:100]).kneighbors(Xte2[:8])
 
+    def imgcls_run(metric):
+        est = KNearestNeighbor(k=K, metric=metric).fit(Xtr, ytr)
+        return est.kneighbors(Xte)[1]
+
+    def faiss_run(metric, n):
+        index = (faiss.IndexFlatL2(Xtr2.shape[1]) if metric == "l2"
+                 else faiss.IndexFlat(Xtr2.shape[1], faiss.METRIC_L1))
+        index.add(Xtr2.astype(np.float32))
+        return index.search(Xte2[:n].astype(np.float32), K)[1]
+
     for metric in ("l1", "l2"):
-        with measure() as m:
-            est = KNearestNeighbor(k=K, metric=metric).fit(Xtr, ytr)
-            _, ind = est.kneighbors(Xte)
+        # imgcls and the faiss L2 anchor alternate, best of `reps`: the machine is
+        # shared, and the best time is the least disturbed one
+        reps = 1 if quick else 2
+        n_faiss = nq if metric == "l2" else sub["faiss_l1"]
+        best = {}
+        for _ in range(reps):
+            for tool in ("imgcls", "faiss"):
+                if tool == "faiss" and best.get("faiss") and metric == "l1":
+                    continue  # the slow L1 baseline runs once
+                with measure() as m:
+                    ind = imgcls_run(metric) if tool == "imgcls" else faiss_run(metric, n_faiss)
+                if tool not in best or m.seconds < best[tool][0].seconds:
+                    best[tool] = (m, ind)
+        m, ind = best["imgcls"]
         full_ind[metric] = ind
         base = m.seconds
         rows.append(_row("imgcls (uint8)", metric, m, nq, nq, base,
                          _vote_acc(ind, ytr, yte, K)))
-
-        n = nq if metric == "l2" else sub["faiss_l1"]
-        with measure() as m:
-            index = (faiss.IndexFlatL2(Xtr2.shape[1]) if metric == "l2"
-                     else faiss.IndexFlat(Xtr2.shape[1], faiss.METRIC_L1))
-            index.add(Xtr2.astype(np.float32))
-            _, find = index.search(Xte2[:n].astype(np.float32), K)
-            del index
+        m, find = best["faiss"]
         rows.append(_row("faiss IndexFlatL2" if metric == "l2" else "faiss IndexFlat(METRIC_L1)",
-                         metric, m, n, nq, base, _vote_acc(find, ytr, yte, K)))
+                         metric, m, n_faiss, nq, base, _vote_acc(find, ytr, yte, K)))
 
         n = nq if metric == "l2" else sub["sk_l1"]
         with measure() as m:
