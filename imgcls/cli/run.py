@@ -79,4 +79,5 @@ def print_summary(results: dict, console) -> None:
         table.add_row(name, params, f"{m['test_top1']:.4f}", f"{m['test_top5']:.4f}",
                       f"{m['fit_time']:.2f}", f"{m['predict_time']:.2f}")
     console.print(table)
-    console.print(f"report: {results['report']}")
+    # plain print: a path must never be wrapped or restyled by the terminal width
+    print(f"report: {results['report']}", flush=True)

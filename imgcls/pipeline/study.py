@@ -133,6 +133,7 @@ def _select_knn(ds, folds, seed, grid, log, progress):
 
 
 def _select_linear(name, ds, seed, grid, log, progress):
+    grid = dict(grid or {})
     max_train = grid.pop("max_train", grids.SEARCH_MAX_TRAIN)
     max_val = grid.pop("max_val", grids.SEARCH_VAL)
     val_size = grid.pop("val_size", 0.2)
@@ -142,6 +143,8 @@ def _select_linear(name, ds, seed, grid, log, progress):
         # a large training split: search on a stratified subset (see grids.py)
         X_s, y_s = _subset(X_s, y_s, max_train + max_val, seed)
         val_size = n_val = int(max_val)
+    if not grid:  # no parameter given: the default grid for this size
+        grid = grids.linear_grid(name, len(y_s) - n_val)
     n_configs = math.prod(len(v) for v in grid.values())
     log(f"{name}: grid search of {n_configs} configurations on a validation split of "
         f"{len(y_s)} training samples")
@@ -251,8 +254,8 @@ def run_study(dataset="digits", root=None, download: bool = False,
             params, why, sel = _select_knn(ds, int(folds), seed, knn_grid, log, progress)
             cv_table = sel["table"]
         else:
-            grid = linear_grids.get(name) or grids.linear_grid(name)
-            params, why, sel = _select_linear(name, ds, seed, dict(grid), log, progress)
+            params, why, sel = _select_linear(name, ds, seed, linear_grids.get(name), log,
+                                              progress)
         timings[f"select_{name}"] = time.perf_counter() - t0
         selection[name] = sel
 

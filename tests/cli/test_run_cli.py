@@ -19,7 +19,7 @@ def small_grids(monkeypatch):
     from imgcls.pipeline import grids
 
     monkeypatch.setattr(grids, "KNN_KS", (1, 3))
-    monkeypatch.setattr(grids, "linear_grid", lambda name: {
+    monkeypatch.setattr(grids, "linear_grid", lambda name, n: {
         "learning_rate": [0.05], "reg": [1e-4], "epochs": [3]})
     monkeypatch.setattr(study_mod, "_figures", lambda *a, **kw: {})
 

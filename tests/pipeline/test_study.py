@@ -142,8 +142,8 @@ def test_rank_labels_linear_matches_predict(study, digits):
     (dict(knn_grid={"kk": [1]}), ConfigError, "unknown kNN grid key"),
     (dict(models="svm", linear_grids={"svm": {"reg": [-1e-3], "learning_rate": [1e-3]}}),
      ConfigError, r"reg=-0.001 is negative"),
-    (dict(models="softmax", linear_grids={"softmax": {"gamma": [1]}}), ConfigError,
-     r"unknown parameter\(s\) \['gamma'\]"),
+    (dict(models="softmax", linear_grids={"softmax": {"kernel": ["rbf"]}}), ConfigError,
+     r"unknown parameter\(s\) \['kernel'\]"),
     (dict(dataset="no-such-set"), ValueError, "no-such-set"),
 ])
 def test_bad_input_writes_nothing(tmp_path, kwargs, error, match):
