@@ -17,7 +17,7 @@ import time
 
 from .common import RESULTS, load_mnist, markdown_table, mnist_root
 
-SECTIONS = ("knn", "linear", "cv")
+SECTIONS = ("datasets", "knn", "linear", "cv")
 
 
 def main(argv=None) -> int:
