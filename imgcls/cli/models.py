@@ -50,7 +50,13 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("predict", help="top classes of image files with a saved model",
                               description="Classify image files with a saved model, printing the "
-                                          "top classes with their scores per image.")
+                                          "top classes with their scores per image. Each file is "
+                                          "converted to the model's input: transparency composited "
+                                          "onto black, colour to grey (luma) for a 1-channel "
+                                          "model or grey to RGB for a 3-channel one, then resized "
+                                          "to the model's height x width (bilinear). A file that "
+                                          "cannot be read or converted unambiguously is an error "
+                                          "naming it.")
     p.add_argument("model", metavar="MODEL", help="a model file written by imgcls train/run")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("--top", type=int, default=5, help="classes to show per image (default 5)")

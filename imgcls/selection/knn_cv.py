@@ -139,7 +139,7 @@ def knn_cross_validate(X, y, ks: Sequence[int], metrics: Sequence[str] = ("l1", 
     metrics = _names(metrics, "metrics")
     weights = _names(weights, "weights")
     seed = check_seed(seed)
-    X, _ = flatten_images(X) if isinstance(X, np.ndarray) else (np.asarray(X), None)
+    X, _ = flatten_images(np.asarray(X))
     y = np.asarray(y)
     if y.ndim != 1 or X.ndim != 2 or X.shape[0] != y.shape[0]:
         raise ConfigError(f"X must be (n_samples, ...) and y (n_samples,) with the same n; "
