@@ -8,6 +8,8 @@ class missing from a small test split still gets its row and column.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["top_k_accuracy", "per_class_accuracy", "confusion_matrix"]
@@ -130,7 +132,11 @@ def confusion_matrix(y_true, y_pred, n_classes: int, normalize: str | None = Non
     y_pred = _class_indices(y_pred, "y_pred", n_classes)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true and y_pred differ in length: {y_true.shape[0]} vs {y_pred.shape[0]}")
-    cm = sk_confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
+    with warnings.catch_warnings():
+        # scikit-learn warns "a single label was found ... use labels" even when
+        # labels ARE given (n_classes == 1); the shape is right, the warning noise
+        warnings.simplefilter("ignore", UserWarning)
+        cm = sk_confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
     if normalize is None:
         return cm
     rows = cm.sum(axis=1, keepdims=True)

@@ -122,6 +122,7 @@ def test_predict_unconvertible_channels(tmp_path, capsys):
     (["evaluate", "{tmp}/missing.safetensors"], "missing.safetensors"),
     (["evaluate", "{tmp}/blocker"], "blocker"),
     (["predict", "{tmp}/blocker", "x.png"], "blocker"),
+    (["predict", "{tmp}/blocker", "x.png", "--top", "0"], "--top must be >= 1"),
 ])
 def test_bad_input_one_line_nothing_written(tmp_path, capsys, argv, match):
     (tmp_path / "blocker").write_text("not a model")

@@ -88,3 +88,28 @@ def test_per_class_accuracy_absent_class_is_nan():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6).flatmap(lambda c: st.tuples(
+    st.just(c), st.lists(st.tuples(st.integers(0, c - 1), st.integers(0, c - 1)),
+                         min_size=1, max_size=40))))
+def test_confusion_and_per_class_property(case):
+    c, pairs = case
+    y, pred = np.array(pairs).T
+    cm = confusion_matrix(y, pred, c)
+    np.testing.assert_array_equal(cm, skm.confusion_matrix(y, pred, labels=np.arange(c)))
+    assert cm.sum() == len(y)
+    norm = confusion_matrix(y, pred, c, normalize="true")
+    present = np.bincount(y, minlength=c) > 0
+    np.testing.assert_allclose(norm.sum(axis=1)[present], 1.0)
+    acc = per_class_accuracy(y, pred, c)
+    np.testing.assert_allclose(acc[present], np.diag(norm)[present])
+    assert np.isnan(acc[~present]).all()
+    ranked = np.stack([pred] + [(pred + i) % c for i in range(1, c)], axis=1)
+    tops = [top_k_accuracy(y, ranked, k) for k in range(1, c + 1)]
+    assert tops == sorted(tops) and tops[-1] == 1.0 and tops[0] == np.mean(y == pred)
