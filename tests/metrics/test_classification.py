@@ -94,6 +94,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 
+@pytest.mark.filterwarnings("ignore:A single label was found")  # the sklearn oracle's
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 6).flatmap(lambda c: st.tuples(
     st.just(c), st.lists(st.tuples(st.integers(0, c - 1), st.integers(0, c - 1)),
