@@ -346,3 +346,18 @@ def test_divergence_raises_and_keeps_the_old_model(cls):
     with pytest.raises(TrainingDivergedError):
         fresh.fit(X, y)
     assert not hasattr(fresh, "W_")
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_model_file_round_trip(cls, tmp_path):
+    """imgcls.io saves and loads the linear models; predictions are identical afterwards."""
+    io = pytest.importorskip("imgcls.io")
+    Xi, yi = tiny_images()
+    est = cls(random_state=0, early_stopping=True, epochs=4).fit(Xi, np.array(["L", "R"])[yi])
+    path = io.save(est, tmp_path / "model.safetensors")
+    back = io.load(path)
+    assert type(back) is cls and back.get_params() == est.get_params()
+    np.testing.assert_array_equal(back.predict(Xi), est.predict(Xi))
+    np.testing.assert_array_equal(back.class_scores(Xi), est.class_scores(Xi))
+    assert back.history_ == est.history_ and back.image_shape_ == (6, 5, 1)
+    np.testing.assert_array_equal(back.templates_, est.templates_)
