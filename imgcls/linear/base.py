@@ -311,8 +311,8 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
             W, b, history = self._fit_lbfgs(X, yi, Xv, yv, stats, n_classes)
             opt = None
         else:
-            Xp = transform(X, *stats)
-            Xvp = None if Xv is None else transform(Xv, *stats)
+            Xp = _to_float32(X, stats)
+            Xvp = None if Xv is None else _to_float32(Xv, stats, "X_val")
             W = np.zeros((n_classes, n_features), dtype=np.float32)
             b = np.zeros(n_classes, dtype=np.float32)
             opt = make_optimizer(self.optimizer, self.momentum)
@@ -360,7 +360,7 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
                                                                          self.momentum)
         rng = getattr(self, "_rng_state", None) or self._rng()
         rng = _copy_rng(rng)
-        Xp = transform(X, *stats)
+        Xp = _to_float32(X, stats)
         history += self._run_epochs(Xp, yi, None, None, W, b, opt, done, 1, rng, False)
         self._commit(classes, image_shape, stats, W, b, history, opt, rng)
         return self
@@ -498,6 +498,18 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
         if not np.all(np.isfinite(theta)):
             raise self._diverged(len(history), "weights")
         return theta[:size].reshape(n_classes, n_features), theta[size:], history
+
+
+def _to_float32(X, stats, name="X"):
+    """The preprocessed float32 training matrix; refuses values float32 cannot hold."""
+    with np.errstate(over="ignore", invalid="ignore"):  # judged just below
+        Xp = transform(X, *stats)
+    # integer pixels and float32 input always fit; wider floats (or a tiny ``scale``)
+    # may not, and an inf feature would surface later as a "diverged" loss
+    if not (X.dtype.kind in "ub" and X.dtype.itemsize <= 2) and not np.isfinite(Xp).all():
+        raise ValueError(f"{name} has values too large for float32 after preprocessing "
+                         f"(|x| > 3.4e38); rescale the features or set scale")
+    return Xp
 
 
 def _holdout(X, y, fraction, rng):

@@ -103,6 +103,22 @@ def test_same_seed_same_bits(cls):
     assert a.W_.tobytes() != c.W_.tobytes()
 
 
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_same_bits_for_any_number_of_threads(cls):
+    numba = pytest.importorskip("numba")
+    X, y = blobs(n=2000, d=100, c=10, seed=3)  # batches large enough for the threaded kernel
+    assert 256 * 10 * 100 >= _kernels._PARALLEL_MIN_WORK
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = cls(random_state=1, epochs=2).fit(X, y)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = cls(random_state=1, epochs=2).fit(X, y)
+    finally:
+        numba.set_num_threads(old)
+    assert one.W_.tobytes() == many.W_.tobytes() and one.history_ == many.history_
+
+
 def test_kernel_matches_numpy_losses():
     """The fused training kernel computes the same loss and gradient as losses.py."""
     rng = np.random.default_rng(0)
@@ -307,6 +323,9 @@ def test_bad_data_leaves_fitted_estimator_unchanged(cls):
         with pytest.raises(ValueError, match=msg):
             est.fit(*args)
         same_state(before, state(est))
+    with pytest.raises(ValueError, match="too large for float32 after preprocessing"):
+        est.fit(np.where(X > 0, 1e300, -1e300), y)
+    same_state(before, state(est))
     with pytest.raises(ValueError, match="X_val and y_val must be given together"):
         est.fit(X, y, X_val=X)
     with pytest.raises(ValueError, match="y_val contains labels"):
