@@ -21,6 +21,8 @@ tested against :func:`imgcls.linear.losses.svm_loss` / ``softmax_loss``.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 from numba import njit, prange
 
@@ -167,15 +169,34 @@ def _minibatch_grad(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats):
         stats[ch, 1] = correct
 
 
+def _renamed(func, name):
+    """A copy of ``func`` under another name.
+
+    numba's on-disk cache is keyed by the function's qualified name and line, not
+    by the compile flags, so the threaded and the serial build of the same code
+    must be distinct functions or one would load the other's machine code.
+    """
+    copy = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__,
+                              func.__closure__)
+    copy.__qualname__ = name
+    copy.__doc__ = func.__doc__
+    return copy
+
+
 _FLAGS = dict(cache=True, fastmath={"reassoc", "contract"})
-_grad_parallel = njit(parallel=True, **_FLAGS)(_minibatch_grad)
+_grad_parallel = njit(parallel=True, **_FLAGS)(_renamed(_minibatch_grad, "_grad_parallel"))
 # The same code without threads: for small batches, starting the thread team
 # costs more than the work.  The chunk structure is identical, so both versions
 # give bit-for-bit the same result.
-_grad_serial = njit(parallel=False, **_FLAGS)(_minibatch_grad)
+_grad_serial = njit(parallel=False, **_FLAGS)(_renamed(_minibatch_grad, "_grad_serial"))
 
-# Below this many multiply-adds per batch the serial version is used.
-_PARALLEL_MIN_WORK = 200_000
+# Below this many multiply-adds per batch the serial version is used.  Each batch
+# ends in a barrier; on the shared 2-core machine this was measured on, a thread
+# that has lost its core to another process holds the barrier for a time slice,
+# which made the threaded kernel 18x slower than the serial one for MNIST batches
+# of 256 (2 M multiply-adds), 4x slower at 1024 and about even at 4096 (32 M).
+# So threads are only used for batches of wide models or many classes.
+_PARALLEL_MIN_WORK = 32_000_000
 
 
 def minibatch_grad(X, rows, y, W, b, kind, delta, gW_parts, gb_parts, stats):

@@ -21,9 +21,14 @@ request) and C-contiguous, ready for the training kernel.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 _BLOCK_ROWS = 4096
+# below this many elements a thread pool costs more than it saves
+_THREADED_MIN_SIZE = 4_000_000
 
 
 def input_scale_for(X, scale):
@@ -75,9 +80,20 @@ def transform(X, input_scale, mean, scale, dtype=np.float32):
     mult = (1.0 / (input_scale * scale)).astype(dtype)
     # blocks of ~1 MB stay in cache for the three passes over them
     rows = max(1, 2**20 // (4 * max(1, d)))
-    for i in range(0, n, rows):
+
+    def work(i):
         block = out[i:i + rows]
         block[...] = X[i:i + rows]
         block -= shift
         block *= mult
+
+    starts = range(0, n, rows)
+    if n * d < _THREADED_MIN_SIZE or len(starts) < 2:
+        for i in starts:
+            work(i)
+    else:
+        # NumPy releases the GIL in these loops, so threads use every core; the
+        # result is elementwise, hence the same whatever the number of threads
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(work, starts))
     return out

@@ -106,17 +106,21 @@ def test_same_seed_same_bits(cls):
 @pytest.mark.parametrize("cls", ESTIMATORS)
 def test_same_bits_for_any_number_of_threads(cls):
     numba = pytest.importorskip("numba")
-    X, y = blobs(n=2000, d=100, c=10, seed=3)  # batches large enough for the threaded kernel
-    assert 256 * 10 * 100 >= _kernels._PARALLEL_MIN_WORK
-    old = numba.get_num_threads()
+    X, y = blobs(n=2000, d=100, c=10, seed=3)
+    old = numba.get_num_threads(), _kernels._PARALLEL_MIN_WORK
     try:
+        _kernels._PARALLEL_MIN_WORK = 0  # every batch through the threaded kernel
         numba.set_num_threads(1)
         one = cls(random_state=1, epochs=2).fit(X, y)
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         many = cls(random_state=1, epochs=2).fit(X, y)
+        _kernels._PARALLEL_MIN_WORK = 10**18  # and through the serial one
+        serial = cls(random_state=1, epochs=2).fit(X, y)
     finally:
-        numba.set_num_threads(old)
+        numba.set_num_threads(old[0])
+        _kernels._PARALLEL_MIN_WORK = old[1]
     assert one.W_.tobytes() == many.W_.tobytes() and one.history_ == many.history_
+    assert serial.W_.tobytes() == many.W_.tobytes()
 
 
 def test_kernel_matches_numpy_losses():

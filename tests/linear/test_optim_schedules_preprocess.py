@@ -96,3 +96,13 @@ def test_preprocessing_rule_and_values():
     s, mean, sd = fit_preprocessing(X8, "auto", center=False, standardize=False)
     assert np.all(mean == 0) and np.all(sd == 1)
     np.testing.assert_allclose(transform(X8, s, mean, sd, dtype=np.float64), Xf)
+
+
+def test_threaded_transform_equals_the_formula():
+    rng = np.random.default_rng(1)
+    X8 = rng.integers(0, 256, (7000, 784)).astype(np.uint8)  # above the threading threshold
+    s, mean, sd = fit_preprocessing(X8, "auto", center=True)
+    out = transform(X8, s, mean, sd)
+    ref = ((X8 - (s * mean).astype(np.float32)) * (1 / (s * sd)).astype(np.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, ref.astype(np.float32))
