@@ -296,7 +296,10 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ValueError("X_val and y_val must be given together")
-            Xv, _ = self._validate_X(X_val, reset=False)
+            try:
+                Xv, _ = self._validate_X(X_val, reset=False)
+            except ValueError as e:
+                raise ValueError(f"X_val: {e}") from None
             y_val = np.asarray(y_val)
             if y_val.ndim != 1 or len(y_val) != Xv.shape[0]:
                 raise ValueError(f"X_val has {Xv.shape[0]} samples but y_val has shape "
@@ -319,7 +322,6 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
             history = self._run_epochs(Xp, yi, Xvp, yv, W, b, opt, 0, self.epochs,
                                        rng, self.early_stopping and Xv is not None)
         self._commit(classes, image_shape, stats, W, b, history, opt, rng)
-        self._n_partial = 0
         return self
 
     def _partial_fit(self, X, y, classes):

@@ -332,6 +332,10 @@ def test_bad_data_leaves_fitted_estimator_unchanged(cls):
     same_state(before, state(est))
     with pytest.raises(ValueError, match="X_val and y_val must be given together"):
         est.fit(X, y, X_val=X)
+    with pytest.raises(ValueError, match="X_val: Input X contains NaN"):
+        est.fit(X, y, X_val=Xnan, y_val=y)
+    with pytest.raises(ValueError, match="X_val: X has 19 features"):
+        est.fit(X, y, X_val=X[:, :-1], y_val=y)
     with pytest.raises(ValueError, match="y_val contains labels"):
         est.fit(X, y, X_val=X, y_val=y + 10)
     with pytest.raises(ValueError, match="X has 19 features, but .* is expecting 20"):
