@@ -29,9 +29,12 @@ def rank_labels(model, X, n: int = 5) -> np.ndarray:
 def class_scores(model, X) -> tuple[np.ndarray, str]:
     """Per-class scores (n_samples, n_classes) and what they are, for printing.
 
-    ``predict_proba`` where the model has one (kNN vote shares, softmax
-    probabilities), else ``decision_function`` (SVM margins).
+    ``predict_proba`` where the model has one (kNN: ``"vote_share"``, the
+    weighted fraction of the k votes; softmax: ``"probability"``), else
+    ``decision_function`` (SVM: ``"score"``, the class margins).
     """
+    if hasattr(model, "predict_proba") and hasattr(model, "kneighbors"):
+        return np.asarray(model.predict_proba(X), dtype=np.float64), "vote_share"
     if hasattr(model, "predict_proba"):
         return np.asarray(model.predict_proba(X), dtype=np.float64), "probability"
     return np.asarray(model.decision_function(X), dtype=np.float64), "score"
