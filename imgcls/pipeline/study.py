@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -62,6 +63,13 @@ def check_out_dir(out) -> Path:
         raise ConfigError(f"output directory {out}: {probe} exists and is not a directory")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PermissionError(f"output directory {out}: {probe} is not writable")
+    # os.access says yes to root everywhere (and to anyone on some file
+    # systems, e.g. /proc): try to create, then remove, an empty directory
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".imgcls-probe-", dir=probe))
+    except OSError as exc:
+        raise PermissionError(f"output directory {out}: cannot create anything in {probe} "
+                              f"({exc.strerror or exc})") from exc
     return out
 
 

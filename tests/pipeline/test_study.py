@@ -162,6 +162,23 @@ def test_out_path_under_a_file(tmp_path):
     assert blocker.read_text() == "keep me"
 
 
+def test_out_dir_where_nothing_can_be_created_fails_before_any_work(tmp_path):
+    # /proc refuses new entries even to root, for whom os.access always says yes
+    import os
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs Linux's /proc")
+    with pytest.raises(PermissionError, match="cannot create anything in /proc"):
+        run_study(out="/proc/imgcls-report", progress=False)
+    assert not os.path.exists("/proc/imgcls-report")
+
+
+def test_probe_directory_is_removed(tmp_path):
+    from imgcls.pipeline.study import check_out_dir
+
+    assert check_out_dir(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failure_midway_leaves_no_report(tmp_path, monkeypatch):
     def boom(*a, **kw):
         raise RuntimeError("figure failed")
