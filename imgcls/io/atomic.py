@@ -27,14 +27,12 @@ def _current_umask() -> int:
     # possible (no window in which another thread sees a changed umask).
     global _umask
     if _umask is None:
-        try:
+        with contextlib.suppress(OSError, ValueError):  # no /proc: the fallback below
             with open("/proc/self/status", encoding="ascii") as f:
                 for line in f:
                     if line.startswith("Umask:"):
                         _umask = int(line.split()[1], 8)
                         break
-        except (OSError, ValueError):
-            pass
         if _umask is None:
             old = os.umask(0o022)
             os.umask(old)

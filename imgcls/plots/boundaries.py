@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Mapping
 from typing import Any
@@ -21,12 +22,11 @@ _TIE_ATOL = 1e-9
 def _fresh(estimator: Any) -> Any:
     """An unfitted copy, so the caller's estimator is never changed."""
     if hasattr(estimator, "get_params"):
-        try:
-            from sklearn.base import clone
+        from sklearn.base import clone
 
+        # clone refuses objects that only look like estimators; deep-copy those
+        with contextlib.suppress(TypeError, RuntimeError):
             return clone(estimator)
-        except (TypeError, RuntimeError):
-            pass
     return copy.deepcopy(estimator)
 
 
