@@ -8,26 +8,45 @@ Layouts::
 Images may sit deeper inside a class folder.  Files and folders whose name
 starts with ``.`` (``.DS_Store``, ``.ipynb_checkpoints``) and ``__MACOSX`` are
 ignored, as are files whose extension is not an image format's (PNG, JPEG, BMP,
-GIF, WebP).  Decoding runs in a thread pool: Pillow releases the GIL while it
+GIF, WebP).
+
+Decoding (:mod:`imgcls.datasets._decode`) runs a chunk of files per task on all
+cores.  Larger images go to a thread pool: Pillow releases the GIL while it
 decodes, so threads use every core without copying pixels between processes.
+Many small images go to forked worker processes: there Pillow's per-file
+Python work, which holds the GIL, is most of the time, so threads would run
+nearly one at a time.  Workers get file paths and options and send back one
+uint8 array per chunk.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
 import os
-from concurrent.futures import ThreadPoolExecutor
+import sys
+import warnings
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
 
 from .._progress import bar
 from ..errors import ConfigError, DatasetError, ImageError
+from ._decode import MODES, decode_chunk
 from .base import Dataset, DatasetSpec, check_options, register, stratified_split
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".gif",
                               ".webp"})
-MODES = {"RGB": 3, "L": 1}
-CHUNK = 64  # images per task: amortises the executor's per-task cost
+
+THREAD_CHUNK = 64  # images per thread task: amortises the executor's per-task cost
+PROCESS_CHUNK = 256  # at most this many images per process task (one round trip each)
+# backend="auto" uses processes from this many files (fork + one round trip per
+# chunk cost a few tens of ms; see bench/datasets.py for the crossover) ...
+PROCESS_MIN_FILES = 2000
+# ... of images of at most this many pixels (H * W) each.
+PROCESS_MAX_PIXELS = 64 * 64
 
 
 def is_hidden(name: str) -> bool:
@@ -89,39 +108,103 @@ def scan_tree(root: Path) -> tuple[list[str], dict[str, list[tuple[str, str]]], 
     return sorted(classes), files, has_split
 
 
-def _decode(path: str, mode: str, size: tuple[int, int] | None,
-            max_pixels: int | None) -> np.ndarray | str:
-    """One image as an array (H, W[, C]) uint8, or the reason it cannot be read."""
+def choose_backend(backend: str, n_files: int, workers: int,
+                   out_pixels: int | None) -> str:
+    """Where to decode: ``"sequential"``, ``"threads"`` or ``"processes"``.
+
+    ``out_pixels`` is H * W of one decoded image (None when unknown).
+    """
+    if workers <= 1 or n_files <= 1:
+        return "sequential"
+    if backend == "threads" or not _fork_is_usable():
+        return "threads"
+    if backend == "processes":
+        return "processes"
+    # auto: processes only for many small images.  For those, Pillow's
+    # per-file Python work (which holds the GIL) is most of the time, so
+    # threads run nearly one at a time; for larger images the decoding itself
+    # (GIL released) dominates, threads scale, and shipping pixels back from
+    # processes only adds copies.
+    small = out_pixels is not None and out_pixels <= PROCESS_MAX_PIXELS
+    return "processes" if small and n_files >= PROCESS_MIN_FILES else "threads"
+
+
+def _fork_is_usable() -> bool:
+    """Whether worker processes can be forked here.
+
+    Fork, not spawn/forkserver: those re-import the user's ``__main__`` in
+    each worker, which breaks every script that calls ``load_dataset`` at
+    top level without an ``if __name__ == "__main__"`` guard (most student
+    code), and they pay Python start-up and imports per pool.  Forking a
+    process that has OpenMP/BLAS threads (faiss, numba) is safe here because
+    the workers only run Pillow and numpy array copies, never OpenMP or BLAS,
+    and the pool is forked before the progress bar starts its thread.
+    Linux only: on macOS system libraries are not fork-safe.  A daemonic
+    process (itself a pool worker) may not have children.
+    """
+    return (sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+            and not mp.current_process().daemon)
+
+
+def _peek_pixels(paths: list[str], size) -> int | None:
+    """H * W of the decoded images, from ``size`` or the first file's header."""
+    if size is not None:
+        return size[0] * size[1]
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            width, height = im.size
-            # Checked on the header, before any pixel is decoded.
-            if max_pixels is not None and width * height > max_pixels:
-                return (f"{width}x{height} = {width * height} pixels exceeds "
-                        f"max_pixels={max_pixels}")
-            im.load()
-            if im.mode != mode:
-                im = im.convert(mode)
-            if size is not None and im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
-    except Image.DecompressionBombError as exc:
-        return f"over Pillow's decompression-bomb limit ({exc})"
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-        # OSError covers "cannot identify image file" and "image file is truncated".
-        return f"corrupt or truncated image ({type(exc).__name__}: {exc})"
+        with Image.open(paths[0]) as im:
+            return im.size[0] * im.size[1]
+    except Exception:  # noqa: BLE001  (the decoding proper reports this file)
+        return None
 
 
-def _decode_chunk(paths, mode, size, max_pixels):
-    return [_decode(p, mode, size, max_pixels) for p in paths]
+def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
+    return [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+
+
+@contextlib.contextmanager
+def _chunk_results(kind: str, paths: list[str], workers: int, args: tuple):
+    """Yield an iterator over ((lo, hi), decode_chunk result) in file order."""
+    if kind == "sequential":
+        spans = _chunks(len(paths), THREAD_CHUNK)
+        yield ((s, decode_chunk(paths[s[0]:s[1]], *args)) for s in spans)
+        return
+    if kind == "processes":
+        # Enough chunks to balance the load (workers finish unevenly on a
+        # busy machine), each large enough to amortise a round trip.
+        chunk = min(PROCESS_CHUNK, max(16, -(-len(paths) // (8 * workers))))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+    else:
+        chunk = THREAD_CHUNK
+        pool = ThreadPoolExecutor(max_workers=workers)
+    spans = _chunks(len(paths), chunk)
+    try:
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns on any fork of a process with threads; see
+            # _fork_is_usable for why it is safe for these workers.
+            warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
+                                    category=DeprecationWarning)
+            # Only paths and options go to workers; arrays come back.  map()
+            # submits every chunk now, so processes are forked here, before
+            # the caller starts the progress bar's thread.
+            results = pool.map(decode_chunk, [paths[lo:hi] for lo, hi in spans],
+                               *([a] * len(spans) for a in args))
+        yield zip(spans, results)
+    finally:
+        # On an error, do not decode the rest of a large folder for nothing.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def decode_images(paths: list[str], mode: str, size, max_pixels, n_jobs: int | None,
-                  progress: bool | None, on_error: str, root: Path
+                  progress: bool | None, on_error: str, root: Path, backend: str = "auto"
                   ) -> tuple[np.ndarray | None, np.ndarray, list[tuple[str, str]]]:
-    """Decode ``paths`` with a thread pool straight into one (n, H, W, C) buffer.
+    """Decode ``paths`` into one (n, H, W, C) buffer, a chunk of files per task.
+
+    Parameters
+    ----------
+    backend : {"auto", "threads", "processes"}
+        See :func:`choose_backend`; ``n_jobs=1`` always decodes in-process.
 
     Returns
     -------
@@ -133,48 +216,63 @@ def decode_images(paths: list[str], mode: str, size, max_pixels, n_jobs: int | N
         bad file raises :class:`ImageError`).
     """
     workers = n_jobs if n_jobs and n_jobs > 0 else (os.cpu_count() or 1)
-    chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    peek = backend == "auto" and workers > 1 and len(paths) >= PROCESS_MIN_FILES
+    kind = choose_backend(backend, len(paths), workers,
+                          _peek_pixels(paths, size) if peek else None)
     X: np.ndarray | None = None
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
     first = ""
-    pool = ThreadPoolExecutor(max_workers=workers)
+
+    def different_sizes(i: int, shape) -> DatasetError:
+        return DatasetError(
+            f"{root}: images have different sizes, e.g. {first} is {X.shape[2]}x{X.shape[1]} "
+            f"and {paths[i]} is {shape[1]}x{shape[0]} (width x height); pass "
+            f"image_size=(H, W) to resize them")
+
     try:
-        with bar("decoding images", len(paths),
-                 disable=None if progress is None else not progress) as advance:
-            results = pool.map(_decode_chunk, chunks,
-                               *([x] * len(chunks) for x in (mode, size, max_pixels)))
-            for c, result in enumerate(results):
-                for j, arr in enumerate(result):
-                    i = c * CHUNK + j
-                    if isinstance(arr, str):
-                        if on_error == "raise":
-                            raise ImageError(f"{paths[i]}: {arr} (pass on_error='skip' to "
-                                             f"leave such files out)")
-                        skipped.append((paths[i], arr))
-                        continue
-                    if arr.ndim == 2:
-                        arr = arr[..., None]
-                    if X is None:
-                        # One buffer for all images: no list of arrays to stack (which
-                        # would need twice the memory at the end).
-                        X, first = np.empty((len(paths), *arr.shape), np.uint8), paths[i]
-                    elif arr.shape != X.shape[1:]:
-                        raise DatasetError(
-                            f"{root}: images have different sizes, e.g. {first} is "
-                            f"{X.shape[2]}x{X.shape[1]} and {paths[i]} is "
-                            f"{arr.shape[1]}x{arr.shape[0]} (width x height); pass "
-                            f"image_size=(H, W) to resize them")
-                    X[len(kept)] = arr
-                    kept.append(i)
-                advance(len(result))
-    finally:
-        # On an error, do not decode the rest of a large folder for nothing.
-        pool.shutdown(wait=True, cancel_futures=True)
+        with _chunk_results(kind, paths, workers,
+                            (mode, size, max_pixels, on_error == "raise")) as results, \
+                bar("decoding images", len(paths),
+                    disable=None if progress is None else not progress) as advance:
+            for (lo, hi), (block, got, errors, mismatch) in results:
+                if X is None and block is not None:
+                    # One buffer for all images: no list of arrays to stack (which
+                    # would need twice the memory at the end).
+                    X = np.empty((len(paths), *block.shape[1:]), np.uint8)
+                    first = paths[lo + got[0]]
+                # Report what comes first in file order, as a sequential loop would.
+                events = [(lo + j, "error", reason) for j, reason in errors]
+                if mismatch is not None:
+                    events.append((lo + mismatch[0], "size", mismatch[1]))
+                if block is not None and X is not None and block.shape[1:] != X.shape[1:]:
+                    events.append((lo + got[0], "size", block.shape[1:]))
+                for i, what, detail in sorted(events, key=lambda e: e[0]):
+                    if what == "size":
+                        raise different_sizes(i, detail)
+                    if on_error == "raise":
+                        raise ImageError(f"{paths[i]}: {detail} (pass on_error='skip' to "
+                                         f"leave such files out)")
+                    skipped.append((paths[i], detail))
+                if block is not None:
+                    X[len(kept):len(kept) + len(block)] = block
+                    kept += [lo + j for j in got]
+                advance(hi - lo)
+    except BrokenProcessPool as exc:
+        raise DatasetError(f"{root}: an image-decoding worker process died ({exc}); "
+                           f"pass backend='threads' or n_jobs=1") from exc
     return (None if X is None else X[:len(kept)]), np.array(kept, dtype=np.int64), skipped
 
 
-def _check_options(image_size, mode, on_error, max_pixels) -> tuple[int, int] | None:
+def _check_options(image_size, mode, on_error, max_pixels, n_jobs,
+                   backend) -> tuple[int, int] | None:
+    if backend not in ("auto", "threads", "processes"):
+        raise ConfigError(f"folder: backend must be 'auto', 'threads' or 'processes', "
+                          f"got {backend!r}")
+    if n_jobs is not None and (isinstance(n_jobs, bool) or
+                               not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0):
+        raise ConfigError(f"folder: n_jobs must be a non-zero int (-1: all cores) or None, "
+                          f"got {n_jobs!r}")
     if mode not in MODES:
         raise ConfigError(f"folder: mode must be 'RGB' or 'L', got {mode!r}")
     if on_error not in ("raise", "skip"):
@@ -199,7 +297,7 @@ def _check_options(image_size, mode, on_error, max_pixels) -> tuple[int, int] | 
 def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
                 mode: str = "RGB", on_error: str = "raise", max_pixels: int | None = None,
                 test_size: float = 0.2, seed: int = 0, n_jobs: int | None = None,
-                progress: bool | None = None, **options) -> Dataset:
+                progress: bool | None = None, backend: str = "auto", **options) -> Dataset:
     """Load an image tree (see the module docstring for layouts).
 
     Parameters
@@ -225,9 +323,16 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
     seed : int, default 0
         Seed of that stratified split.
     n_jobs : int, optional
-        Decoding threads (default: all cores).
+        Decoding workers (default, or any negative value: all cores); 1
+        decodes in this process, one file after another.
     progress : bool, optional
-        Progress bar (default: when stderr is a terminal).
+        Progress bar (default: when stderr is a terminal), advanced per chunk.
+    backend : {"auto", "threads", "processes"}, default "auto"
+        Where to decode.  ``"auto"`` uses forked worker processes for many
+        small images (at least ``PROCESS_MIN_FILES`` files of at most
+        ``PROCESS_MAX_PIXELS`` pixels after resizing), where threads would be
+        held up by the GIL, and threads otherwise.  Processes are only used
+        on Linux (fork); elsewhere, and in a daemonic process, threads are.
 
     Returns
     -------
@@ -235,7 +340,7 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
         Images (n, H, W, C) uint8; classes are the sorted class folder names.
     """
     check_options("folder", options, set())
-    size = _check_options(image_size, mode, on_error, max_pixels)
+    size = _check_options(image_size, mode, on_error, max_pixels, n_jobs, backend)
     root = Path(path).expanduser()
     name = name or f"folder:{path}"
     classes, files, has_split = scan_tree(root)
@@ -255,7 +360,7 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
     ordered = parts["train"] + parts["test"]
     labels = np.array([index[c] for _, c in ordered], dtype=np.int64)
     X, kept, skipped = decode_images([p for p, _ in ordered], mode, size, max_pixels, n_jobs,
-                                     progress, on_error, root)
+                                     progress, on_error, root, backend)
     if X is None:
         raise DatasetError(f"{root}: none of the {len(ordered)} images could be read "
                            f"(all skipped)")
