@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from datasets_helpers import snapshot
-from imgcls.datasets import load_dataset
+from imgcls.datasets import folder, load_dataset
 from imgcls.errors import ConfigError, DatasetError, ImageError
 
 FORMATS = {"png": "PNG", "bmp": "BMP", "gif": "GIF", "webp": "WEBP", "jpg": "JPEG"}
@@ -171,6 +171,8 @@ def test_missing_folder(tmp_path):
     ({"mode": "CMYK"}, "mode"), ({"on_error": "ignore"}, "on_error"),
     ({"max_pixels": 0}, "max_pixels"), ({"image_size": (0, 4)}, "image_size"),
     ({"image_size": "32"}, "image_size"), ({"image_size": (2.5, 4)}, "image_size"),
+    ({"backend": "gpu"}, "backend"), ({"n_jobs": 0}, "n_jobs"), ({"n_jobs": 1.5}, "n_jobs"),
+    ({"n_jobs": True}, "n_jobs"),
 ])
 def test_bad_options(tmp_path, options, msg):
     make_tree(tmp_path, per_class=2)
@@ -182,3 +184,109 @@ def test_too_few_images_for_a_stratified_split(tmp_path):
     make_tree(tmp_path, per_class=1)
     with pytest.raises(DatasetError, match=f"{tmp_path}: cannot make a stratified split"):
         load_dataset(f"folder:{tmp_path}")
+
+
+# --- worker processes -------------------------------------------------------------
+
+needs_fork = pytest.mark.skipif(not folder._fork_is_usable(),
+                                reason="worker processes are only forked on Linux")
+
+
+@pytest.fixture
+def pools(monkeypatch):
+    """Record which executors a load creates (to know the process path really ran)."""
+    made = []
+
+    class Processes(folder.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            made.append("processes")
+            super().__init__(*args, **kwargs)
+
+    class Threads(folder.ThreadPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            made.append("threads")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(folder, "ProcessPoolExecutor", Processes)
+    monkeypatch.setattr(folder, "ThreadPoolExecutor", Threads)
+    return made
+
+
+def test_auto_backend_rule(monkeypatch):
+    monkeypatch.setattr(folder, "_fork_is_usable", lambda: True)
+    n, small, big = folder.PROCESS_MIN_FILES, 32 * 32, 256 * 256
+    assert folder.choose_backend("auto", n, 2, small) == "processes"
+    assert folder.choose_backend("auto", n - 1, 2, small) == "threads"   # too few files
+    assert folder.choose_backend("auto", n, 2, big) == "threads"         # GIL released
+    assert folder.choose_backend("auto", n, 2, None) == "threads"        # unreadable header
+    assert folder.choose_backend("processes", 2, 2, None) == "processes"
+    assert folder.choose_backend("processes", n, 1, small) == "sequential"  # n_jobs=1
+    assert folder.choose_backend("threads", n, 2, small) == "threads"
+    monkeypatch.setattr(folder, "_fork_is_usable", lambda: False)
+    assert folder.choose_backend("processes", n, 2, small) == "threads"
+
+
+@needs_fork
+def test_processes_give_the_same_arrays_as_one_sequential_loop(tmp_path, pools):
+    rng = np.random.default_rng(0)
+    for i in range(70):  # several chunks of at least 16 files, every format, RGB and grey
+        ext = list(FORMATS)[i % len(FORMATS)]
+        shape = (48, 40, 3) if i % 3 else (48, 40)
+        save(tmp_path / f"c{i % 3}" / f"{i:03d}.{ext}",
+             rng.integers(0, 256, shape, dtype=np.uint8), FORMATS[ext])
+    for options in ({"mode": "RGB"}, {"mode": "L", "image_size": (12, 10)}):
+        seq = load_dataset(f"folder:{tmp_path}", n_jobs=1, **options)
+        pools.clear()
+        par = load_dataset(f"folder:{tmp_path}", n_jobs=2, backend="processes", **options)
+        assert pools == ["processes"]
+        for a in ("X_train", "X_test", "y_train", "y_test"):
+            np.testing.assert_array_equal(getattr(par, a), getattr(seq, a))
+        thr = load_dataset(f"folder:{tmp_path}", n_jobs=2, backend="threads", **options)
+        np.testing.assert_array_equal(thr.X_train, seq.X_train)
+    assert seq.X_train.shape[1:] == (12, 10, 1)
+
+
+@needs_fork
+def test_processes_name_the_bad_file_skip_it_and_apply_the_pixel_limit(tmp_path, pools):
+    from PIL import Image as PILImage
+
+    limit_before = PILImage.MAX_IMAGE_PIXELS
+    make_tree(tmp_path, per_class=30, size=(8, 8))
+    bad = tmp_path / "dog" / "017.png"  # in a later chunk than the first
+    save(bad, np.random.default_rng(0).integers(0, 256, (30, 30), dtype=np.uint8))
+    _truncate(bad)
+    big = save(tmp_path / "cat" / "025.png", grey(3, (40, 50)))
+    odd = save(tmp_path / "dog" / "029.png", grey(3, (9, 8)))
+    before = snapshot(tmp_path)
+    run = dict(n_jobs=2, backend="processes", test_size=0.25)
+    with pytest.raises(ImageError, match=f"{bad}.*truncated.*on_error='skip'"):
+        load_dataset(f"folder:{tmp_path}", image_size=(8, 8), **run)
+    with pytest.raises(ImageError, match=f"{big}.*50x40 = 2000 pixels exceeds max_pixels=1000"):
+        load_dataset(f"folder:{tmp_path}", max_pixels=1000, **run)
+    ds = load_dataset(f"folder:{tmp_path}", max_pixels=1000, on_error="skip",
+                      image_size=(8, 8), **run)
+    assert [p for p, _ in ds.skipped] == [str(big), str(bad)]
+    assert ds.skipped[0][1] == "50x40 = 2000 pixels exceeds max_pixels=1000"
+    assert "corrupt or truncated" in ds.skipped[1][1]
+    assert len(ds.y_train) + len(ds.y_test) == 58
+    with pytest.raises(DatasetError, match=r"different sizes.*cat/0\d\d\.png is 8x8 .*029\.png is 8x9"):
+        load_dataset(f"folder:{tmp_path}", on_error="skip", max_pixels=1000, **run)
+    assert set(pools) == {"processes"} and odd.exists()
+    assert PILImage.MAX_IMAGE_PIXELS == limit_before  # per call, also in workers
+    assert snapshot(tmp_path) == before
+
+
+@needs_fork
+@pytest.mark.timeout(60)
+def test_forking_after_openmp_threads_ran_does_not_hang(tmp_path, pools):
+    # faiss starts an OpenMP thread pool; forking a process with it alive must
+    # still give working workers (they never call into OpenMP).
+    faiss = pytest.importorskip("faiss")
+    x = np.random.default_rng(0).random((2000, 16), dtype=np.float32)
+    faiss.omp_set_num_threads(2)
+    index = faiss.IndexFlatL2(16)
+    index.add(x)
+    index.search(x, 3)
+    make_tree(tmp_path, per_class=20)
+    ds = load_dataset(f"folder:{tmp_path}", n_jobs=2, backend="processes")
+    assert pools == ["processes"] and len(ds.y_train) + len(ds.y_test) == 40
