@@ -4,9 +4,11 @@
     run(data, quick) -> rows               # as a section of ``python -m bench``
 
 Rows compare, within one process: loading the shared MNIST through
-``load_dataset`` (checksums included); decoding a generated tree of small PNGs
-with a plain sequential Pillow loop (the anchor), with ``load_dataset`` on one
-thread, and with ``load_dataset`` on all cores.
+``load_dataset`` (checksums included); decoding generated trees (20000 PNGs
+32x32, 2000 JPEGs 256x256) with a plain sequential Pillow loop (the anchor),
+with ``load_dataset`` in-process (``n_jobs=1``), with threads, with worker
+processes, and with the automatic choice; and the crossover of threads and
+processes for small PNGs.  CPU seconds include the worker processes'.
 """
 
 from __future__ import annotations
@@ -45,6 +47,42 @@ def _naive(paths: list[Path]) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (worker processes)."""
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in
+               (resource.getrusage(resource.RUSAGE_SELF),
+                resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def _compare(tmp: str, paths: list[Path], configs, repeats: int, what: str) -> list[dict]:
+    """Interleaved repeats of each config, median wall time, ratios to the first."""
+    import imgcls
+
+    times: dict[str, list] = {label: [] for label, _ in configs}
+    for _ in range(repeats):
+        for label, options in configs:
+            cpu = _cpu_seconds()
+            with measure() as m:
+                if options is None:
+                    n_loaded = len(_naive(sorted(paths)))
+                else:
+                    ds = imgcls.load_dataset(f"folder:{tmp}", **options)
+                    n_loaded = len(ds.y_train) + len(ds.y_test)
+            assert n_loaded == len(paths)
+            times[label].append((m.seconds, m.peak_extra_mib, _cpu_seconds() - cpu))
+    anchor = float(np.median([t for t, _, _ in times[configs[0][0]]]))
+    rows = []
+    for label, _ in configs:
+        sec = float(np.median([t for t, _, _ in times[label]]))
+        rows.append({"section": "datasets", "task": f"{label}, {what}", "seconds": sec,
+                     "cpu_seconds": float(np.median([c for _, _, c in times[label]])),
+                     "peak_extra_mib": max(mem for _, mem, _ in times[label]),
+                     "vs_anchor": anchor / sec})
+    return rows
+
+
 def run(data=None, quick: bool = False) -> list[dict]:
     import imgcls
     import sklearn.model_selection  # noqa: F401  (imported up front: not part of any timing)
@@ -59,33 +97,26 @@ def run(data=None, quick: bool = False) -> list[dict]:
         rows.append({"section": "datasets", "task": "load_dataset('mnist', root=...)",
                      "seconds": float(np.median(times)), "peak_extra_mib": m.peak_extra_mib,
                      "vs_anchor": None})
-    n = 2000 if quick else 20000
-    # Small PNGs (per-file Python overhead dominates) and larger JPEGs (decoding
-    # in C, where Pillow releases the GIL, dominates).
+    n, cores, repeats = (2000 if quick else 20000), os.cpu_count() or 1, (1 if quick else 3)
+    # Small PNGs (per-file Python overhead, which holds the GIL, dominates) and
+    # larger JPEGs (decoding in C, where Pillow releases the GIL, dominates).
+    # vs_anchor: the naive loop's time / this row's time.
+    configs = [("naive Pillow loop", None),
+               ("folder: n_jobs=1 (in-process)", {"n_jobs": 1}),
+               (f"folder: {cores} threads", {"backend": "threads"}),
+               (f"folder: {cores} processes", {"backend": "processes"}),
+               ("folder: auto", {})]
     for count, size, ext in ((n, 32, "png"), (n // 10, 256, "jpg")):
         with tempfile.TemporaryDirectory() as tmp:
             paths = _make_tree(Path(tmp), count, size=size, ext=ext)
-            what = f"{count} {ext.upper()} {size}x{size}"
-            configs = [("naive Pillow loop", None), ("folder: loader, 1 thread", 1),
-                       (f"folder: loader, {os.cpu_count()} threads", 0)]
-            # Interleaved repeats, median per config: the machine is shared and noisy.
-            times: dict[str, list] = {label: [] for label, _ in configs}
-            for _ in range(1 if quick else 3):
-                for label, jobs in configs:
-                    with measure() as m:
-                        if jobs is None:
-                            n_loaded = len(_naive(sorted(paths)))
-                        else:
-                            ds = imgcls.load_dataset(f"folder:{tmp}", n_jobs=jobs or None)
-                            n_loaded = len(ds.y_train) + len(ds.y_test)
-                    assert n_loaded == count
-                    times[label].append((m.seconds, m.peak_extra_mib))
-            anchor = float(np.median([t for t, _ in times[configs[0][0]]]))
-            for label, _ in configs:
-                sec = float(np.median([t for t, _ in times[label]]))
-                rows.append({"section": "datasets", "task": f"{label}, {what}", "seconds": sec,
-                             "peak_extra_mib": max(mem for _, mem in times[label]),
-                             "vs_anchor": anchor / sec})
+            rows += _compare(tmp, paths, configs, repeats, f"{count} {ext.upper()} {size}x{size}")
+    # Crossover of threads and processes for small images (where backend="auto"
+    # switches, PROCESS_MIN_FILES): vs_anchor here is threads' time / processes'.
+    for count in ((500,) if quick else (500, 1000, 2000, 5000)):
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = _make_tree(Path(tmp), count, size=32, ext="png")
+            pair = _compare(tmp, paths, configs[2:4], repeats + 2, f"{count} PNG 32x32")
+            rows += pair[1:]
     return rows
 
 
