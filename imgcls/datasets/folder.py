@@ -42,11 +42,12 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", "
 
 THREAD_CHUNK = 64  # images per thread task: amortises the executor's per-task cost
 PROCESS_CHUNK = 256  # at most this many images per process task (one round trip each)
-# backend="auto" uses processes from this many files (fork + one round trip per
-# chunk cost a few tens of ms; see bench/datasets.py for the crossover) ...
-PROCESS_MIN_FILES = 2000
-# ... of images of at most this many pixels (H * W) each.
+# backend="auto": images of at most PROCESS_MAX_PIXELS pixels (H * W) are
+# "small"; processes decode from PROCESS_MIN_FILES of them on (forking and a
+# round trip per chunk cost a few tens of ms; see bench/datasets.py for the
+# crossover), one in-process loop below that.
 PROCESS_MAX_PIXELS = 64 * 64
+PROCESS_MIN_FILES = 1000
 
 
 def is_hidden(name: str) -> bool:
@@ -120,13 +121,16 @@ def choose_backend(backend: str, n_files: int, workers: int,
         return "threads"
     if backend == "processes":
         return "processes"
-    # auto: processes only for many small images.  For those, Pillow's
-    # per-file Python work (which holds the GIL) is most of the time, so
-    # threads run nearly one at a time; for larger images the decoding itself
-    # (GIL released) dominates, threads scale, and shipping pixels back from
-    # processes only adds copies.
-    small = out_pixels is not None and out_pixels <= PROCESS_MAX_PIXELS
-    return "processes" if small and n_files >= PROCESS_MIN_FILES else "threads"
+    # auto.  For larger images the decoding itself (GIL released) dominates:
+    # threads scale, and shipping pixels back from processes only adds copies.
+    # For small images Pillow's per-file Python work, which holds the GIL, is
+    # most of the time: two threads then fight over the GIL and take longer
+    # than one loop (measured 2x slower on 2 free cores, bench/datasets.py),
+    # so processes for many of them, one in-process loop for a few (forking
+    # costs more than it saves).
+    if out_pixels is None or out_pixels > PROCESS_MAX_PIXELS:
+        return "threads"
+    return "processes" if n_files >= PROCESS_MIN_FILES else "sequential"
 
 
 def _fork_is_usable() -> bool:
@@ -216,7 +220,7 @@ def decode_images(paths: list[str], mode: str, size, max_pixels, n_jobs: int | N
         bad file raises :class:`ImageError`).
     """
     workers = n_jobs if n_jobs and n_jobs > 0 else (os.cpu_count() or 1)
-    peek = backend == "auto" and workers > 1 and len(paths) >= PROCESS_MIN_FILES
+    peek = backend == "auto" and workers > 1 and len(paths) > 1
     kind = choose_backend(backend, len(paths), workers,
                           _peek_pixels(paths, size) if peek else None)
     X: np.ndarray | None = None
@@ -328,11 +332,12 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
     progress : bool, optional
         Progress bar (default: when stderr is a terminal), advanced per chunk.
     backend : {"auto", "threads", "processes"}, default "auto"
-        Where to decode.  ``"auto"`` uses forked worker processes for many
-        small images (at least ``PROCESS_MIN_FILES`` files of at most
-        ``PROCESS_MAX_PIXELS`` pixels after resizing), where threads would be
-        held up by the GIL, and threads otherwise.  Processes are only used
-        on Linux (fork); elsewhere, and in a daemonic process, threads are.
+        Where to decode.  ``"auto"``: images of at most ``PROCESS_MAX_PIXELS``
+        pixels (after resizing) are decoded by forked worker processes from
+        ``PROCESS_MIN_FILES`` files on and in this process below that (threads
+        would be held up by the GIL); larger images by threads.  Processes
+        are only used on Linux (fork); elsewhere, and in a daemonic process,
+        threads are.
 
     Returns
     -------

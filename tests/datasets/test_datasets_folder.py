@@ -216,14 +216,15 @@ def test_auto_backend_rule(monkeypatch):
     monkeypatch.setattr(folder, "_fork_is_usable", lambda: True)
     n, small, big = folder.PROCESS_MIN_FILES, 32 * 32, 256 * 256
     assert folder.choose_backend("auto", n, 2, small) == "processes"
-    assert folder.choose_backend("auto", n - 1, 2, small) == "threads"   # too few files
-    assert folder.choose_backend("auto", n, 2, big) == "threads"         # GIL released
-    assert folder.choose_backend("auto", n, 2, None) == "threads"        # unreadable header
+    assert folder.choose_backend("auto", n - 1, 2, small) == "sequential"  # fork not worth it
+    assert folder.choose_backend("auto", n, 2, big) == "threads"            # GIL released
+    assert folder.choose_backend("auto", n, 2, None) == "threads"           # unreadable header
     assert folder.choose_backend("processes", 2, 2, None) == "processes"
     assert folder.choose_backend("processes", n, 1, small) == "sequential"  # n_jobs=1
     assert folder.choose_backend("threads", n, 2, small) == "threads"
     monkeypatch.setattr(folder, "_fork_is_usable", lambda: False)
     assert folder.choose_backend("processes", n, 2, small) == "threads"
+    assert folder.choose_backend("auto", n, 2, small) == "threads"
 
 
 @needs_fork
