@@ -1,6 +1,6 @@
 """Numba kernels of the exact neighbour search.
 
-Three kernels, each compiled lazily on first use and cached on disk
+Four kernels, each compiled lazily on first use and cached on disk
 (``cache=True``), so a fresh process pays the compile time once per dtype:
 
 ``l1_topk_u8``
@@ -14,9 +14,13 @@ Three kernels, each compiled lazily on first use and cached on disk
     error is float64 rounding, about d * 1e-16 relative).  It is the L1 path for
     float input and the exact fallback for the rare rows the L2/cosine path
     cannot certify.
+``merge_scores``
+    Folds a block of float32 matrix-multiply scores (``a[j] + c * (q . t_j)``,
+    from numpy's sgemm) into each query's running list of candidates: the
+    candidate step of the L2/cosine search.
 ``pair_dist``
     The float64 distance of given (query, candidate) pairs: the exact recompute
-    after faiss's float32 matrix-multiply search.
+    of those candidates.
 
 All top-k kernels scan the training rows in increasing index order and insert a
 new candidate only when it is *strictly* closer than the current k-th, so equal
@@ -265,3 +269,28 @@ def pair_dist(Q, T, cand, metric, qnorm, tnorm, out):
             if metric == 2:
                 s = _cosine_distance(s, qnorm[q], tnorm[j])
             out[q, r] = s
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def merge_scores(S, a, c, j0, q0, cand_d, cand_i):
+    """Fold the scores ``a[j] + c * S[r, j]`` into the candidates of queries ``q0 + r``.
+
+    ``S`` (rows, nb) float32: dot products of a block of queries with training
+    rows ``j0 .. j0 + nb - 1``; ``a`` (nb,) float32 and ``c`` float32 turn them
+    into scores that rank like distances (L2: ``|t|^2 - 2 q.t``; cosine:
+    ``1 - q.t``).  ``cand_d`` (nq, kc) float32 ascending and ``cand_i`` (nq, kc)
+    int64 hold each query's kc smallest scores so far and are updated in place;
+    training blocks must come in increasing index order, so equal scores keep
+    the smaller index first.  Each query row is one thread's, so no locking.
+    """
+    nq, nb = S.shape
+    kc = cand_d.shape[1]
+    for r in prange(nq):
+        q = q0 + r
+        # the kc-th score in a register: almost every score fails this one test
+        worst = cand_d[q, kc - 1]
+        for j in range(nb):
+            s = a[j] + c * S[r, j]
+            if s < worst:
+                _insert(cand_d, cand_i, q, s, j0 + j, kc)
+                worst = cand_d[q, kc - 1]

@@ -45,6 +45,11 @@ _CODE = {"l1": 0, "l2": 1, "cosine": 2}
 # in a core's L2 cache while all queries stream past it
 _CACHE_BYTES = 3 << 19  # 1.5 MiB
 _U24 = 2.0 ** -24
+# float32 training rows per block of the L2/cosine matrix multiply (~22 MiB for
+# MNIST) and queries per block: a 1024 x 8192 float32 score block (32 MiB) is
+# small enough to be read back from the last-level cache by the merge kernel
+_GEMM_TRAIN_ROWS = 8192
+_GEMM_QUERY_ROWS = 1024
 
 
 def _n_threads(n_jobs):
@@ -58,20 +63,18 @@ def _n_threads(n_jobs):
 
 @contextlib.contextmanager
 def threads(n_jobs):
-    """Run numba kernels and faiss with ``n_jobs`` threads (None or -1: all cores)."""
-    import faiss
+    """Run numba kernels and BLAS with ``n_jobs`` threads (None or -1: all cores)."""
     import numba
+    from threadpoolctl import threadpool_limits
 
     n = _n_threads(n_jobs)
     old_numba = numba.get_num_threads()
-    old_faiss = faiss.omp_get_max_threads()
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    faiss.omp_set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
     finally:
         numba.set_num_threads(old_numba)
-        faiss.omp_set_num_threads(old_faiss)
 
 
 def _budget_bytes(working_memory):
@@ -200,82 +203,155 @@ def _to_f32(X, inv=None):
     return (X.astype(np.float64) * inv[:, None]).astype(np.float32)
 
 
-def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
-    import faiss
+def _nonzero_columns(X, budget):
+    """Indices of the columns of ``X`` that hold a non-zero value, block by block."""
+    rows = max(1, int(budget // 4 // max(1, X.shape[1])))
+    used = np.zeros(X.shape[1], dtype=bool)
+    for s, e in _query_blocks(X.shape[0], rows):
+        used |= (X[s:e] != 0).any(axis=0)
+    return np.flatnonzero(used)
 
+
+def _columns_f32(X, cols, inv=None):
+    """float32 copy of ``X[:, cols]`` (``cols`` None: all columns), rows scaled by ``inv``."""
+    if cols is not None:
+        X = np.take(X, cols, axis=1)
+    return _to_f32(X, inv)
+
+
+def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
     from . import _kernels
 
     n, d = Xq.shape
     nt = Xt.shape[0]
     code = _CODE[metric]
     kc = min(nt, k + max(k, 8))  # candidates: k plus a margin for the certificate
+    qsq, tsq = _row_sq_norms_blocked(Xq, budget), _row_sq_norms_blocked(Xt, budget)
+    # the reference's float64 norms (the cosine formula and the certificate)
+    qnorm, tnorm = np.sqrt(qsq), np.sqrt(tsq)
     if metric == "cosine":
-        qnorm, tnorm = _row_norms_blocked(Xq, budget), _row_norms_blocked(Xt, budget)
         qinv, tinv = _inverse(qnorm), _inverse(tnorm)
-        fmetric = faiss.METRIC_INNER_PRODUCT
     else:
-        qinv = tinv = qnorm = tnorm = None
-        fmetric = faiss.METRIC_L2
-    tb = block_rows or max(1, int(budget // 2 // (d * 4)))
-    qb = block_rows or max(1, int(budget // 4 // (d * 4 + kc * 48)))
-    # candidates so far, as faiss distances (ascending; cosine: 1 - similarity)
+        qinv = tinv = None
+    # Columns that are zero in every training row add nothing to q.t, and the
+    # rest of their L2 term, sum_c q_c^2, is the same for every training row of
+    # a query: dropping them cannot change any query's ranking (MNIST: 67 of
+    # 784 columns, 8.5% of the matrix-multiply work).  Cosine normalises with
+    # the full rows' norms, so the sliced dot product is the full one.
+    cols = _nonzero_columns(Xt, budget)
+    if cols.size == d:
+        cols = None
+    elif cols.size == 0:
+        cols = np.zeros(1, dtype=np.intp)  # an all-zero training set: one zero column
+    dc = d if cols is None else cols.size
+    # Memory: a block of float32 training rows takes at most a quarter of the
+    # budget, the queries in float32 another quarter (all of them when they
+    # fit, else one block at a time) and the score block S the remaining half.
+    tb = block_rows or max(1, min(nt, _GEMM_TRAIN_ROWS, int(budget // 4 // (dc * 4))))
+    q_all = block_rows is None and n * dc * 4 <= budget // 4
+    qcap = n if q_all else max(1, int(budget // 4 // (dc * 4)))
+    qb = block_rows or max(1, min(n, qcap, _GEMM_QUERY_ROWS, int(budget // 2 // (tb * 4))))
+    S = np.empty(qb * min(tb, nt), dtype=np.float32)
+    if q_all:
+        q32_all = _columns_f32(Xq, cols, qinv)
+    # candidates so far: float32 scores, ascending, and their training indices
     cand_d = np.full((n, kc), np.inf, dtype=np.float32)
     cand_i = np.full((n, kc), -1, dtype=np.int64)
+    c = np.float32(-2.0 if metric == "l2" else -1.0)
     for ts, te in _query_blocks(nt, tb):
-        t32 = _to_f32(Xt[ts:te], None if tinv is None else tinv[ts:te])
-        kb = min(kc, te - ts)
+        t32 = _columns_f32(Xt[ts:te], cols, None if tinv is None else tinv[ts:te])
+        if metric == "l2":
+            # |t|^2 in float64 (the dropped columns are zero), rounded once
+            a = tsq[ts:te].astype(np.float32)
+        else:
+            a = np.ones(te - ts, dtype=np.float32)
         for s, e in _query_blocks(n, qb):
-            q32 = _to_f32(Xq[s:e], None if qinv is None else qinv[s:e])
-            D, I = faiss.knn(q32, t32, kb, fmetric)
-            if fmetric == faiss.METRIC_INNER_PRODUCT:
-                D = 1.0 - D
-            I += ts
-            both_d = np.concatenate([cand_d[s:e], D], axis=1)
-            both_i = np.concatenate([cand_i[s:e], I], axis=1)
-            order = np.argsort(both_d, axis=1, kind="stable")[:, :kc]
-            cand_d[s:e] = np.take_along_axis(both_d, order, axis=1)
-            cand_i[s:e] = np.take_along_axis(both_i, order, axis=1)
+            q32 = q32_all[s:e] if q_all else _columns_f32(
+                Xq[s:e], cols, None if qinv is None else qinv[s:e])
+            Sb = S[: (e - s) * (te - ts)].reshape(e - s, te - ts)
+            np.matmul(q32, t32.T, out=Sb)  # numpy's BLAS sgemm, all BLAS threads
+            _kernels.merge_scores(Sb, a, c, ts, s, cand_d, cand_i)
         del t32
+    del S
     # exact float64 distances of the candidates, re-sorted by (distance, index)
     empty = np.empty(0)
     exact = np.empty((n, kc))
-    _kernels.pair_dist(Xq, Xt, cand_i, code, empty if qnorm is None else qnorm,
-                       empty if tnorm is None else tnorm, exact)
+    _kernels.pair_dist(Xq, Xt, cand_i, code, qnorm, tnorm, exact)
     order = np.lexsort((cand_i, exact), axis=1)
     exact = np.take_along_axis(exact, order, axis=1)[:, :k]
     ind = np.take_along_axis(cand_i, order, axis=1)[:, :k]
-    # certificate: every non-candidate is at true distance >= lower
-    if kc >= nt:
-        ok = np.ones(n, dtype=bool)
-    else:
-        c = 1.1 * (d + 10) * _U24
-        if metric == "cosine":
-            slack = np.full(n, c)
-        else:
-            qn = _row_norms_blocked(Xq, budget)
-            tmax = float(_row_norms_blocked(Xt, budget).max())
-            slack = c * (qn + tmax) ** 2
-        lower = cand_d[:, kc - 1].astype(np.float64) - slack
-        ok = exact[:, k - 1] < lower
+    ok = _certified(exact[:, k - 1], cand_d[:, kc - 1], qsq, tnorm, d, metric, kc >= nt)
     bad = np.flatnonzero(~ok)
     if bad.size:
         tb1 = block_rows or max(16, _CACHE_BYTES // max(1, d * Xt.dtype.itemsize))
         od = np.full((bad.size, k), np.inf)
         oi = np.full((bad.size, k), -1, dtype=np.int64)
         _kernels.direct_topk(np.ascontiguousarray(Xq[bad]), Xt, k, code, tb1,
-                             empty if qnorm is None else qnorm[bad],
-                             empty if tnorm is None else tnorm, od, oi)
+                             qnorm[bad] if metric == "cosine" else empty,
+                             tnorm if metric == "cosine" else empty, od, oi)
         exact[bad], ind[bad] = od, oi
     if metric == "l2":
         exact = np.sqrt(exact)
     return exact, ind
 
 
-def _row_norms_blocked(X, budget):
-    """float64 |x| per row, as the reference computes it, converted block by block."""
+def _certified(kth_exact, last_score, qsq, tnorm, d, metric, complete):
+    """Queries whose exact k nearest are provably among their candidates.
+
+    ``kth_exact``: the exact k-th smallest candidate distance (L2: squared);
+    ``last_score``: the kc-th (largest) candidate score in float32; ``qsq``:
+    float64 |q|^2; ``tnorm``: float64 |t| of every training row.
+
+    A training row outside the candidates has a computed score >= ``last_score``:
+    it was either never inserted (its score not below the kc-th at the time,
+    and the kc-th only decreases) or pushed out by kc smaller ones.
+
+    L2: the true squared distance is ``|q|^2 + (|t|^2 - 2 q.t)`` and the
+    computed score ``fl(fl(|t|^2) - 2 S)`` differs from the bracket by at most
+    ``c (|q| + |t|)^2`` with ``c = 1.1 (d + 10) u``, u = 2^-24: rounding float64
+    inputs to float32 moves q.t by <= 2.01 u |q||t| (nothing for ``uint8``:
+    integers below 2^24 are exact); a float32 dot product of d terms, in any
+    summation order (BLAS blocks it), errs by <= d u / (1 - d u) |q||t|;
+    rounding |t|^2 to float32 and the final add cost u |t|^2 and
+    u (|t|^2 + 2 |q||t|); in all about (d + 3) u (|t|^2 + 2 |q||t|), below the
+    bound.  Dropping all-zero training columns changes neither |t| nor q.t,
+    and |q| is the full query's norm (>= the sliced one).
+
+    Cosine: rows are unit (or zero) vectors, normalised in float64, and the
+    score is ``fl(1 - S)``: at most (d + 2.01) u (1 + d u) + 2 u <= c from
+    1 - q.t; the exact distance's clamp at 0 only raises it.
+
+    Float32's range: values below its smallest normal number (2^-126) are
+    rounded with an absolute error of up to 2^-150 rather than a relative one,
+    so ``lower`` also subtracts ``(d + 10) 2^-146 (1 + sqrt(d) (|q| + |t|))``,
+    which bounds those absolute errors (negligible for ordinary data); and a
+    query is never certified when ``(|q| + max |t|)^2 >= 1e37``, where a float32
+    dot product or |t|^2 could overflow to inf or NaN and drop out unseen.
+
+    So every outside row is at true distance >= ``lower``, and a query whose
+    exact k-th distance is strictly below ``lower`` has its exact top k among
+    the candidates (ties at the k-th distance included, since they would be
+    >= lower > the k-th).
+    """
+    if complete:
+        return np.ones(kth_exact.shape[0], dtype=bool)
+    c = 1.1 * (d + 10) * _U24
+    last = last_score.astype(np.float64)
+    # |q| + max |t|: 2 bounds it for unit vectors
+    reach = 2.0 if metric == "cosine" else np.sqrt(qsq) + float(tnorm.max())
+    tiny = (d + 10) * 2.0**-146 * (1.0 + np.sqrt(d) * reach)
+    if metric == "cosine":
+        lower = last - c - tiny
+    else:
+        lower = qsq + last - c * reach**2 - tiny
+    return (kth_exact < lower) & (np.square(reach) < 1e37)
+
+
+def _row_sq_norms_blocked(X, budget):
+    """float64 |x|^2 per row (exact for ``uint8``), converted block by block."""
     out = np.empty(X.shape[0])
     rows = max(1, int(budget // 4 // (X.shape[1] * 8 + 1)))
     for s, e in _query_blocks(X.shape[0], rows):
         blk = X[s:e].astype(np.float64)
-        out[s:e] = np.sqrt(np.einsum("ij,ij->i", blk, blk))
+        out[s:e] = np.einsum("ij,ij->i", blk, blk)
     return out
