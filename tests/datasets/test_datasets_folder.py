@@ -1,9 +1,12 @@
+import importlib
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from datasets_helpers import snapshot
-from imgcls.datasets import folder, load_dataset
+from imgcls.datasets import load_dataset
 from imgcls.errors import ConfigError, DatasetError, ImageError
 
 FORMATS = {"png": "PNG", "bmp": "BMP", "gif": "GIF", "webp": "WEBP", "jpg": "JPEG"}
@@ -188,13 +191,20 @@ def test_too_few_images_for_a_stratified_split(tmp_path):
 
 # --- worker processes -------------------------------------------------------------
 
-needs_fork = pytest.mark.skipif(not folder._fork_is_usable(),
+needs_fork = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="worker processes are only forked on Linux")
+
+
+def _folder():
+    # Imported when a test runs, not at collection: importing the module
+    # registers the loader, and the registry's order is tested elsewhere.
+    return importlib.import_module("imgcls.datasets.folder")
 
 
 @pytest.fixture
 def pools(monkeypatch):
     """Record which executors a load creates (to know the process path really ran)."""
+    folder = _folder()
     made = []
 
     class Processes(folder.ProcessPoolExecutor):
@@ -213,6 +223,7 @@ def pools(monkeypatch):
 
 
 def test_auto_backend_rule(monkeypatch):
+    folder = _folder()
     monkeypatch.setattr(folder, "_fork_is_usable", lambda: True)
     n, small, big = folder.PROCESS_MIN_FILES, 32 * 32, 256 * 256
     assert folder.choose_backend("auto", n, 2, small) == "processes"
