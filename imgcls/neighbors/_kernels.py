@@ -35,6 +35,8 @@ cache while all queries stream past it.
 
 from __future__ import annotations
 
+import types as _types
+
 import llvmlite.binding as _llvm
 import numpy as np
 from llvmlite import ir
@@ -271,8 +273,7 @@ def pair_dist(Q, T, cand, metric, qnorm, tnorm, out):
             out[q, r] = s
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def merge_scores(S, a, c, j0, q0, cand_d, cand_i):
+def _merge_scores(S, a, c, j0, q0, cand_d, cand_i):
     """Fold the scores ``a[j] + c * S[r, j]`` into the candidates of queries ``q0 + r``.
 
     ``S`` (rows, nb) float32: dot products of a block of queries with training
@@ -294,3 +295,17 @@ def merge_scores(S, a, c, j0, q0, cand_d, cand_i):
             if s < worst:
                 _insert(cand_d, cand_i, q, s, j0 + j, kc)
                 worst = cand_d[q, kc - 1]
+
+
+def _named(fn, name):
+    # a copy of ``fn`` under another name: numba's on-disk cache is keyed by
+    # the function's name, so two compilations of one function would collide
+    copy = _types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    return copy
+
+
+merge_scores = njit(parallel=True, cache=True, nogil=True)(_named(_merge_scores, "merge_scores"))
+# the same loop on one thread, for small blocks: starting a parallel region
+# costs more than a few thousand scores (much more on a loaded machine)
+merge_scores_serial = njit(cache=True, nogil=True)(_named(_merge_scores, "merge_scores_serial"))

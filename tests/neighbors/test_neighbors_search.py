@@ -43,7 +43,7 @@ def test_continuous_values_match_reference(dtype, metric, rng):
         X = rng.normal(size=(300, 40)).astype(dtype)
         Q = rng.normal(size=(37, 40)).astype(dtype)
     assert_same(knn_search(Q, X, 9, metric), reference_kneighbors(Q, X, 9, metric))
-    # a tiny working-memory budget forces one-row blocks of the faiss path
+    # a tiny working-memory budget forces one-row blocks of the matrix-multiply path
     with config_context(working_memory=1e-6):
         assert_same(knn_search(Q, X, 9, metric), reference_kneighbors(Q, X, 9, metric))
 
@@ -136,3 +136,85 @@ def test_lecture_reference_classifier_agrees_with_reference_search():
 def test_reference_rejects_unknown_metric():
     with pytest.raises(ValueError, match="metric"):
         reference_distances(np.zeros(3), np.zeros((2, 3)), "chebyshev")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("block", [None, 1, 7, 10_000])
+def test_all_zero_training_columns_are_dropped_exactly(dtype, metric, block, rng):
+    # Columns that are zero in every training row are left out of the matrix
+    # product; queries that are non-zero there (large values, so that leaving
+    # their |q|^2 part out of the score matters if it were done wrong) must
+    # still get the reference's neighbours and distances.
+    X = rng.integers(0, 6, (80, 12)).astype(dtype)
+    X[:, [0, 5, 6, 11]] = 0
+    X[7] = X[2]  # a duplicate: equal distances, smaller index first
+    X[30] = 0  # a zero row (cosine similarity 0)
+    Q = rng.integers(0, 6, (9 if block == 1 else 25, 12)).astype(dtype)
+    Q[:, 5] = 200
+    Q[1] = X[2]
+    Q[2, :] = 0
+    Q[2, 0] = 3  # non-zero only in a dropped column
+    for k in (1, 4, 80):
+        assert_same(knn_search(Q, X, k, metric, _block_rows=block),
+                    reference_kneighbors(Q, X, k, metric))
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_all_zero_training_set(metric):
+    X = np.zeros((6, 5), dtype=np.uint8)
+    Q = np.arange(10, dtype=np.uint8).reshape(2, 5)
+    assert_same(knn_search(Q, X, 3, metric), reference_kneighbors(Q, X, 3, metric))
+
+
+def _brute_merge(S, a, c, j0, q0, cand_d, cand_i):
+    # the plain version: all old candidates and new scores, sorted by (score, index)
+    d, i = cand_d.copy(), cand_i.copy()
+    for r in range(S.shape[0]):
+        q = q0 + r
+        scores = np.concatenate([d[q], a + c * S[r]]).astype(np.float32)
+        index = np.concatenate([i[q], j0 + np.arange(S.shape[1])])
+        keep = index >= 0
+        scores, index = scores[keep], index[keep]
+        order = np.lexsort((index, scores))[: d.shape[1]]
+        d[q] = np.inf
+        i[q] = -1
+        d[q, : order.size], i[q, : order.size] = scores[order], index[order]
+    return d, i
+
+
+@pytest.mark.parametrize("kc", [1, 3, 12])
+@pytest.mark.parametrize("kernel", ["merge_scores", "merge_scores_serial"])
+def test_merge_kernel_equals_brute_merge(kc, kernel, rng):
+    from imgcls.neighbors import _kernels
+
+    merge_scores = getattr(_kernels, kernel)
+
+    n, nb = 11, 9
+    cand_d = np.full((n, kc), np.inf, dtype=np.float32)
+    cand_i = np.full((n, kc), -1, dtype=np.int64)
+    ref_d, ref_i = cand_d.copy(), cand_i.copy()
+    # three training blocks in increasing index order, into queries 2..8; small
+    # integers, so many scores are exactly equal (ties go to the smaller index)
+    for j0 in (0, nb, 2 * nb):
+        S = rng.integers(-3, 4, (7, nb)).astype(np.float32)
+        a = rng.integers(0, 3, nb).astype(np.float32)
+        c = np.float32(-2.0 if j0 < 2 * nb else -1.0)  # L2's and cosine's factor
+        merge_scores(S, a, c, j0, 2, cand_d, cand_i)
+        ref_d, ref_i = _brute_merge(S, a, c, j0, 2, ref_d, ref_i)
+    np.testing.assert_array_equal(cand_i, ref_i)
+    np.testing.assert_array_equal(cand_d, ref_d)
+    # untouched queries keep their initial state
+    assert np.isinf(cand_d[[0, 1, 9, 10]]).all() and (cand_i[[0, 1, 9, 10]] == -1).all()
+    assert (np.diff(cand_d[2:9], axis=1) >= 0).all()
+
+
+def test_blas_threads_follow_n_jobs():
+    from threadpoolctl import threadpool_info
+
+    from imgcls.neighbors.search import threads
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
+    with threads(1):
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas)
