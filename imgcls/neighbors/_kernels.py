@@ -28,14 +28,12 @@ distances keep the smaller training index first: rows come out sorted by
 (distance, index) with no separate tie-breaking pass.  Per query they keep only
 ``k`` (distance, index) pairs; no query-by-training matrix is ever built.
 
-Work is parallel over tiles of queries (``prange``) inside a serial loop over
+The search kernels work in parallel over tiles of queries (``prange``) inside a serial loop over
 blocks of training rows, so one block (about 1.5 MiB) stays in each core's L2
 cache while all queries stream past it.
 """
 
 from __future__ import annotations
-
-import types as _types
 
 import llvmlite.binding as _llvm
 import numpy as np
@@ -273,7 +271,8 @@ def pair_dist(Q, T, cand, metric, qnorm, tnorm, out):
             out[q, r] = s
 
 
-def _merge_scores(S, a, c, j0, q0, cand_d, cand_i):
+@njit(cache=True, nogil=True)
+def merge_scores(S, a, c, j0, q0, cand_d, cand_i):
     """Fold the scores ``a[j] + c * S[r, j]`` into the candidates of queries ``q0 + r``.
 
     ``S`` (rows, nb) float32: dot products of a block of queries with training
@@ -282,11 +281,12 @@ def _merge_scores(S, a, c, j0, q0, cand_d, cand_i):
     ``1 - q.t``).  ``cand_d`` (nq, kc) float32 ascending and ``cand_i`` (nq, kc)
     int64 hold each query's kc smallest scores so far and are updated in place;
     training blocks must come in increasing index order, so equal scores keep
-    the smaller index first.  Each query row is one thread's, so no locking.
+    the smaller index first.  Serial, GIL released: the search runs one call
+    per core at a time, on disjoint query rows, so no locking.
     """
     nq, nb = S.shape
     kc = cand_d.shape[1]
-    for r in prange(nq):
+    for r in range(nq):
         q = q0 + r
         # the kc-th score in a register: almost every score fails this one test
         worst = cand_d[q, kc - 1]
@@ -295,17 +295,3 @@ def _merge_scores(S, a, c, j0, q0, cand_d, cand_i):
             if s < worst:
                 _insert(cand_d, cand_i, q, s, j0 + j, kc)
                 worst = cand_d[q, kc - 1]
-
-
-def _named(fn, name):
-    # a copy of ``fn`` under another name: numba's on-disk cache is keyed by
-    # the function's name, so two compilations of one function would collide
-    copy = _types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-    copy.__qualname__ = name
-    return copy
-
-
-merge_scores = njit(parallel=True, cache=True, nogil=True)(_named(_merge_scores, "merge_scores"))
-# the same loop on one thread, for small blocks: starting a parallel region
-# costs more than a few thousand scores (much more on a loaded machine)
-merge_scores_serial = njit(cache=True, nogil=True)(_named(_merge_scores, "merge_scores_serial"))

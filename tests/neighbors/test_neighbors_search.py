@@ -184,11 +184,8 @@ def _brute_merge(S, a, c, j0, q0, cand_d, cand_i):
 
 
 @pytest.mark.parametrize("kc", [1, 3, 12])
-@pytest.mark.parametrize("kernel", ["merge_scores", "merge_scores_serial"])
-def test_merge_kernel_equals_brute_merge(kc, kernel, rng):
-    from imgcls.neighbors import _kernels
-
-    merge_scores = getattr(_kernels, kernel)
+def test_merge_kernel_equals_brute_merge(kc, rng):
+    from imgcls.neighbors._kernels import merge_scores
 
     n, nb = 11, 9
     cand_d = np.full((n, kc), np.inf, dtype=np.float32)
