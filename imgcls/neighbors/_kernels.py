@@ -28,9 +28,9 @@ distances keep the smaller training index first: rows come out sorted by
 (distance, index) with no separate tie-breaking pass.  Per query they keep only
 ``k`` (distance, index) pairs; no query-by-training matrix is ever built.
 
-The search kernels work in parallel over tiles of queries (``prange``) inside a serial loop over
-blocks of training rows, so one block (about 1.5 MiB) stays in each core's L2
-cache while all queries stream past it.
+The search kernels work in parallel over tiles of queries (``prange``) inside
+a serial loop over blocks of training rows, so one block (about 1.5 MiB) stays
+in each core's L2 cache while all queries stream past it.
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ Two engines:
   Why not faiss's ``knn`` (which the first version used)?  Measured on the
   2-core AVX-512 machine: numpy's OpenBLAS 0.3.31 does this sgemm at about
   169 GFLOP/s, faiss's bundled OpenBLAS 0.3.15 at 132-139 GFLOP/s; with the
-  zero columns dropped as well, the search is faster than faiss
-  ``IndexFlatL2`` instead of 10% slower (``python -m bench --only knn``).
+  zero columns dropped as well, 10,000 x 60,000 MNIST (k = 10) takes 5.7 s
+  against faiss ``IndexFlatL2``'s 6.2-6.9 s, where the faiss-based version
+  took 7.6 s against 6.9 s (``python -m bench --only knn``).
   faiss stays the benchmark's anchor; the package itself no longer calls it.
 
 Memory: the training set is converted to float32 one block at a time (at most
@@ -49,6 +50,7 @@ idle threads spin on the cores the merge needs.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 
 import numpy as np
@@ -324,10 +326,8 @@ def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
             if pool is None:
                 for blk in qblocks:
                     work(blk, t32, a, ts)
-            else:
-                list(pool.map(lambda blk: work(blk, t32, a, ts), qblocks))
-            del t32
-    del buffers
+            else:  # one training block at a time, all its query blocks in parallel
+                list(pool.map(work, qblocks, *(itertools.repeat(v) for v in (t32, a, ts))))
     # exact float64 distances of the candidates, re-sorted by (distance, index)
     empty = np.empty(0)
     exact = np.empty((n, kc))
