@@ -5,7 +5,7 @@ linear classifiers (multiclass SVM, softmax), hyperparameters chosen on
 validation data or by cross-validation, and the lecture's pictures.
 
 The public names below are imported lazily, so ``import imgcls`` (and the CLI's
-start-up) does not pay for faiss, numba or matplotlib until they are used.
+start-up) does not pay for numba, scikit-learn or matplotlib until they are used.
 """
 
 from __future__ import annotations
