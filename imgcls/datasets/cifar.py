@@ -14,7 +14,7 @@ Where the files are looked for in ``root`` (or the cache dir), first found wins:
    extracted into the folder (then case 1 applies next time).
 
 Python-release batches are decoded by :mod:`.restricted_pickle`, never by
-``pickle.load``, and must hold exactly the expected arrays/lists.
+the standard unpickler, and must hold exactly the expected arrays/lists.
 """
 
 from __future__ import annotations

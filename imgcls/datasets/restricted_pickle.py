@@ -1,6 +1,6 @@
 """A data-only reader for the pickle files of the CIFAR python release.
 
-``pickle.load`` can run any code a file names, so it is never used on a file
+Python's own unpickler can run any code a file names, so it is never used on a file
 imgcls did not write.  This reader walks the opcodes with
 :func:`pickletools.genops` (which only decodes them) and interprets a small
 whitelist itself: containers (dict, list, tuple), str/bytes, int, float, bool,
@@ -104,7 +104,7 @@ def load(data: bytes, where: str | Path) -> Any:
     -------
     The unpickled value: dicts, lists, tuples, str, bytes, int, float, bool,
     None and ndarrays.  Python 2 ``str`` values come back as ``str``
-    (latin-1), as ``pickle.load(..., encoding="latin1")`` would return them.
+    (latin-1), as the standard unpickler with ``encoding="latin1"`` would return them.
 
     Raises
     ------
