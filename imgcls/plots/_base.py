@@ -13,6 +13,7 @@ import io
 import math
 import os
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -143,6 +144,32 @@ def as_array(value: Any, name: str, *, ndim: tuple[int, ...] | None = None,
         if finite and np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
             raise ValueError(f"{name}: contains NaN or infinite values")
     return arr
+
+
+def check_records(records: Any, name: str, entries: str) -> list:
+    """A non-empty list of dicts (a CV table, a training history); returns it as a list.
+
+    ``entries`` names what an entry is ('rows', 'epochs') in the empty-list error.
+    """
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence):
+        raise ValueError(f"{name}: expected a list of dicts, got {type(records).__name__}")
+    if len(records) == 0:
+        raise ValueError(f"{name}: has no {entries}; nothing to plot")
+    for i, entry in enumerate(records):
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{name}[{i}]: expected a dict, got {type(entry).__name__}")
+    return list(records)
+
+
+def finite_number(value: Any, where: str) -> float:
+    """``value`` as a finite float; the error names ``where`` (e.g. "table[3]['mean']")."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{where}: must be finite, got {value!r}")
+    return x
 
 
 def check_same_length(**arrays: Any) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,35 +9,18 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from ._base import class_color, new_figure
+from ._base import check_records, class_color, finite_number, new_figure
 
 _REQUIRED = ("metric", "k", "fold_scores", "mean", "std")
 
 
-def _number(row: Mapping, key: str, i: int) -> float:
-    value = row[key]
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"table[{i}][{key!r}]: expected a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"table[{i}][{key!r}]: must be finite, got {value!r}")
-    return x
-
-
 def _check_table(table: Any) -> list[dict]:
-    if isinstance(table, (str, bytes, Mapping)) or not isinstance(table, Sequence):
-        raise ValueError(f"table: expected a list of dicts, got {type(table).__name__}")
-    if len(table) == 0:
-        raise ValueError("table: has no rows; nothing to plot")
     rows = []
-    for i, row in enumerate(table):
-        if not isinstance(row, Mapping):
-            raise ValueError(f"table[{i}]: expected a dict, got {type(row).__name__}")
+    for i, row in enumerate(check_records(table, "table", "rows")):
         missing = [key for key in _REQUIRED if key not in row]
         if missing:
             raise ValueError(f"table[{i}]: missing key(s) {', '.join(map(repr, missing))}")
-        k = _number(row, "k", i)
+        k = finite_number(row["k"], f"table[{i}]['k']")
         if k < 1 or k != int(k):
             raise ValueError(f"table[{i}]['k']: must be a positive integer, got {row['k']!r}")
         scores = np.asarray(row["fold_scores"], dtype=object).ravel()
@@ -49,8 +31,8 @@ def _check_table(table: Any) -> list[dict]:
         if scores.size == 0 or not np.all(np.isfinite(scores)):
             raise ValueError(f"table[{i}]['fold_scores']: must be a non-empty list of finite numbers")
         rows.append({"metric": str(row["metric"]), "weights": str(row.get("weights", "uniform")),
-                     "k": int(k), "fold_scores": scores, "mean": _number(row, "mean", i),
-                     "std": _number(row, "std", i)})
+                     "k": int(k), "fold_scores": scores, "mean": finite_number(row["mean"], f"table[{i}]['mean']"),
+                     "std": finite_number(row["std"], f"table[{i}]['std']")})
     return rows
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ._base import as_array, check_classes, class_color, new_figure
+from ._base import as_array, check_classes, check_records, class_color, finite_number, new_figure
 
 # Above this many classes the cells are too small for numbers.
 MAX_ANNOTATED_CLASSES = 20
@@ -90,13 +89,7 @@ def _history_value(entry: Mapping, key: str, i: int, optional: bool) -> float | 
         if optional:
             return None
         raise ValueError(f"history[{i}]: missing {key!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"history[{i}][{key!r}]: expected a number, got {value!r}") from None
-    if not math.isfinite(x):
-        raise ValueError(f"history[{i}][{key!r}]: must be finite, got {value!r}")
-    return x
+    return finite_number(value, f"history[{i}][{key!r}]")
 
 
 def plot_training_curves(history: Sequence[Mapping[str, Any]],
@@ -123,14 +116,8 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]],
         ``history`` is empty, or an entry lacks ``epoch``/``loss``/``train_acc``
         or holds a non-finite value; the message names the entry.
     """
-    if isinstance(history, (str, bytes, Mapping)) or not isinstance(history, Sequence):
-        raise ValueError(f"history: expected a list of dicts, got {type(history).__name__}")
-    if len(history) == 0:
-        raise ValueError("history: has no epochs; nothing to plot")
     epochs, loss, train, val = [], [], [], []
-    for i, entry in enumerate(history):
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"history[{i}]: expected a dict, got {type(entry).__name__}")
+    for i, entry in enumerate(check_records(history, "history", "epochs")):
         epochs.append(_history_value(entry, "epoch", i, False))
         loss.append(_history_value(entry, "loss", i, False))
         train.append(_history_value(entry, "train_acc", i, False))
