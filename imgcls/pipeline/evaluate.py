@@ -16,12 +16,13 @@ def rank_labels(model, X, n: int = 5) -> np.ndarray:
 
     kNN ranks with ``predict_topk`` (its vote tie rule); linear models by
     decreasing ``decision_function`` (ties to the smaller class index, by a
-    stable sort), so column 0 equals ``predict``.
+    stable sort), so column 0 equals ``predict``; two-class models are ranked
+    from both classes' scores.
     """
     n = min(int(n), len(model.classes_))
     if hasattr(model, "predict_topk"):
         return np.asarray(model.predict_topk(X, n=n))
-    scores = np.asarray(model.decision_function(X))
+    scores = _all_class_scores(model, X)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :n]
     return np.asarray(model.classes_)[order]
 
@@ -37,7 +38,16 @@ def class_scores(model, X) -> tuple[np.ndarray, str]:
         return np.asarray(model.predict_proba(X), dtype=np.float64), "vote_share"
     if hasattr(model, "predict_proba"):
         return np.asarray(model.predict_proba(X), dtype=np.float64), "probability"
-    return np.asarray(model.decision_function(X), dtype=np.float64), "score"
+    return _all_class_scores(model, X), "score"
+
+
+def _all_class_scores(model, X) -> np.ndarray:
+    # (n, n_classes) even for two classes, where decision_function follows
+    # scikit-learn and returns one column of differences
+    if hasattr(model, "class_scores"):
+        return np.asarray(model.class_scores(X), dtype=np.float64)
+    scores = np.asarray(model.decision_function(X), dtype=np.float64)
+    return np.column_stack([-scores, scores]) if scores.ndim == 1 else scores
 
 
 def evaluate_model(model, X_test, y_test, n_classes: int, top: int = 5) -> dict:

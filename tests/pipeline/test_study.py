@@ -130,6 +130,22 @@ def test_rank_labels_linear_matches_predict(study, digits):
     assert ev["test_top1"] == pytest.approx(results["models"]["svm"]["test_top1"])
 
 
+@pytest.mark.parametrize("name", ["svm", "softmax", "knn"])
+def test_two_class_models_rank_and_evaluate(digits, name):
+    # decision_function of a two-class linear model is 1-D (scikit-learn's
+    # convention); ranking must still use both classes' scores
+    keep_tr = digits.y_train < 2
+    keep_te = digits.y_test < 2
+    model = make_estimator(name).fit(digits.X_train[keep_tr], digits.y_train[keep_tr])
+    ranked = rank_labels(model, digits.X_test[keep_te], 5)
+    assert ranked.shape == (keep_te.sum(), 2)
+    np.testing.assert_array_equal(ranked[:, 0], model.predict(digits.X_test[keep_te]))
+    ev = evaluate_model(model, digits.X_test[keep_te], digits.y_test[keep_te], 2)
+    assert ev["test_top1"] == pytest.approx(model.score(digits.X_test[keep_te],
+                                                        digits.y_test[keep_te]))
+    assert ev["test_top5"] == 1.0
+
+
 # ---- bad input: a clear error, nothing written -------------------------------------------
 
 @pytest.mark.parametrize("kwargs, error, match", [
