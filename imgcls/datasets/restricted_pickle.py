@@ -22,6 +22,7 @@ or called.
 from __future__ import annotations
 
 import io
+import math
 import pickletools
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,23 @@ _ALLOWED_GLOBALS = _RECONSTRUCT | {_NDARRAY, _DTYPE, _ENCODE}
 # Numeric dtypes an array may have (no object, no void/structured, no datetime).
 _DTYPE_CODES = {"b1", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8"}
 _CONSTANTS = {"EMPTY_TUPLE": (), "NONE": None, "NEWTRUE": True, "NEWFALSE": False}
-_MAX_DEPTH = 4  # CIFAR files are a dict of lists at most; deeper nesting is refused
+_SCALARS = {"BININT", "BININT1", "BININT2", "LONG1", "INT", "BINFLOAT"}
+_STRINGS = {"SHORT_BINSTRING", "BINSTRING", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
+            "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"}
+
+# Limits derived from the largest file of the CIFAR python release, CIFAR-100's
+# ``train``: 50000 images of 32 * 32 * 3 = 3072 bytes (153,600,000 bytes), two
+# label lists of 50000 ints and 50000 file names of about 30 characters.
+#: Most bytes a file, or all the strings and array data decoded from it, may hold:
+#: 153.6 MB of pixels + ~1.5 MB of names, with ~30 % margin.
+MAX_BYTES = 200_000_000
+#: Most values (stack pushes plus container entries) a file may decode to.  That
+#: ``train`` file decodes to about 300,000 (3 x 50000 list entries, each pushed
+#: and then appended); 1,000,000 leaves a margin of three.
+MAX_NODES = 1_000_000
+#: Deepest container nesting in the result.  A CIFAR file is a dict of lists
+#: (depth 2); deeper nesting is refused.
+MAX_DEPTH = 4
 
 
 class _Global:
@@ -75,6 +92,14 @@ def _fail(where: str, pos: int, why: str) -> FormatError:
                        f"refusing to read it")
 
 
+def _kind(value: Any) -> str:
+    """A short, bounded description of a value for messages (never its repr: it may be
+    nested a million deep or hold megabytes)."""
+    if isinstance(value, str) and len(value) <= 40:
+        return repr(value)
+    return f"a {type(value).__name__.strip('_')}"
+
+
 def _as_bytes(value: Any) -> bytes | None:
     if isinstance(value, bytes):
         return value
@@ -90,13 +115,64 @@ def _int_tuple(value: Any) -> bool:
     return isinstance(value, tuple) and all(type(v) is int and v >= 0 for v in value)
 
 
+_ALLOWED_OPS = (_SCALARS | _STRINGS | set(_CONSTANTS) | {
+    "PROTO", "FRAME", "STOP", "MARK", "EMPTY_DICT", "EMPTY_LIST", "BINPUT", "LONG_BINPUT",
+    "PUT", "MEMOIZE", "BINGET", "LONG_BINGET", "GET", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3",
+    "APPEND", "APPENDS", "SETITEM", "SETITEMS", "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD"})
+
+
+def _ops(data: bytes, where: str):
+    """Yield ``(opcode name, argument, position)`` like :func:`pickletools.genops`,
+    but refuse an opcode outside :data:`_ALLOWED_OPS` before its argument is decoded
+    (so e.g. the text ``STRING`` argument is never unescaped)."""
+    f = io.BytesIO(data)
+    code2op = pickletools.code2op
+    while True:
+        pos = f.tell()
+        code = f.read(1)
+        if not code:
+            return
+        op = code2op.get(code.decode("latin-1"))
+        if op is None:
+            raise _fail(where, pos, f"unknown opcode byte 0x{code.hex()}")
+        if op.name not in _ALLOWED_OPS:
+            raise _fail(where, pos, f"opcode {op.name} is not allowed")
+        yield op.name, (None if op.arg is None else op.arg.reader(f)), pos
+
+
+class _Budget:
+    """Counts decoded values and bytes against :data:`MAX_NODES` / :data:`MAX_BYTES`."""
+
+    __slots__ = ("where", "nodes", "nbytes")
+
+    def __init__(self, where: str):
+        self.where, self.nodes, self.nbytes = where, 0, 0
+
+    def add(self, pos: int, nodes: int = 0, nbytes: int = 0) -> None:
+        self.nodes += nodes
+        self.nbytes += nbytes
+        if self.nodes > MAX_NODES:
+            raise _fail(self.where, pos, f"more than {MAX_NODES} values (MAX_NODES; the "
+                                         f"largest CIFAR file holds about 300,000)")
+        if self.nbytes > MAX_BYTES:
+            raise _fail(self.where, pos, f"more than {MAX_BYTES} bytes of strings and array "
+                                         f"data (MAX_BYTES; the largest CIFAR file holds "
+                                         f"about 155 MB)")
+
+
 def load(data: bytes, where: str | Path) -> Any:
     """Decode a pickle holding only plain data and numeric numpy arrays.
+
+    Work and memory are linear in ``len(data)``: a memo reference
+    (``BINGET``/``LONG_BINGET``/``GET``) yields the very object stored, never a
+    copy, and the result is capped at :data:`MAX_NODES` values,
+    :data:`MAX_BYTES` bytes and :data:`MAX_DEPTH` levels of nesting.  The
+    decoder itself never recurses deeper than :data:`MAX_DEPTH`.
 
     Parameters
     ----------
     data : bytes
-        The file's content.
+        The file's content (at most :data:`MAX_BYTES` bytes).
     where : str or Path
         Named in error messages.
 
@@ -105,15 +181,22 @@ def load(data: bytes, where: str | Path) -> Any:
     The unpickled value: dicts, lists, tuples, str, bytes, int, float, bool,
     None and ndarrays.  Python 2 ``str`` values come back as ``str``
     (latin-1), as the standard unpickler with ``encoding="latin1"`` would return them.
+    Shared references stay shared.
 
     Raises
     ------
     FormatError
-        Anything outside the whitelist, or a malformed stream.
+        Anything outside the whitelist, a malformed or truncated stream, or a
+        stream over one of the limits; the message names ``where`` and the cause.
+        No other exception escapes for any ``data``.
     """
     where = str(where)
+    if len(data) > MAX_BYTES:
+        raise FormatError(f"{where}: {len(data)} bytes is larger than any CIFAR python file "
+                          f"(MAX_BYTES = {MAX_BYTES}); refusing to read it")
     stack: list[Any] = []
     memo: dict[int, Any] = {}
+    budget = _Budget(where)
 
     def pop_mark() -> list[Any]:
         for i in range(len(stack) - 1, -1, -1):
@@ -123,15 +206,22 @@ def load(data: bytes, where: str | Path) -> Any:
                 return items
         raise ValueError("MARK missing")
 
+    pos = 0
     try:
-        for op, arg, pos in pickletools.genops(io.BytesIO(data)):
-            name = op.name
+        for name, arg, pos in _ops(data, where):
             if name in ("PROTO", "FRAME"):
                 continue
             if name == "STOP":
                 if len(stack) != 1:
                     raise _fail(where, pos, "stack not empty at STOP")
-                return _finish(stack[0], where, 0)
+                return _finish(stack[0], where, 0, {}, set())
+            if name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                memo[int(arg)] = stack[-1]
+                continue
+            if name == "MEMOIZE":
+                memo[len(memo)] = stack[-1]
+                continue
+            budget.add(pos, nodes=1)
             if name == "MARK":
                 stack.append(_Mark())
             elif name == "EMPTY_DICT":
@@ -140,18 +230,15 @@ def load(data: bytes, where: str | Path) -> Any:
                 stack.append([])
             elif name in _CONSTANTS:
                 stack.append(_CONSTANTS[name])
-            elif name in ("BININT", "BININT1", "BININT2", "LONG1", "INT", "BINFLOAT",
-                          "SHORT_BINSTRING", "BINSTRING", "BINUNICODE", "SHORT_BINUNICODE",
-                          "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"):
+            elif name in _SCALARS:
                 stack.append(arg)
-            elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-                memo[int(arg)] = stack[-1]
-            elif name == "MEMOIZE":
-                memo[len(memo)] = stack[-1]
+            elif name in _STRINGS:
+                budget.add(pos, nbytes=len(arg))
+                stack.append(arg)
             elif name in ("BINGET", "LONG_BINGET", "GET"):
                 if int(arg) not in memo:
-                    raise _fail(where, pos, f"memo entry {arg} read before it was written")
-                stack.append(memo[int(arg)])
+                    raise _fail(where, pos, f"memo entry {int(arg)} read before it was written")
+                stack.append(memo[int(arg)])  # the same object: shared, never copied
             elif name == "TUPLE":
                 stack.append(tuple(pop_mark()))
             elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
@@ -164,15 +251,19 @@ def load(data: bytes, where: str | Path) -> Any:
             elif name in ("APPEND", "APPENDS"):
                 items = [stack.pop()] if name == "APPEND" else pop_mark()
                 if not isinstance(stack[-1], list):
-                    raise _fail(where, pos, f"{name} on a {type(stack[-1]).__name__}")
+                    raise _fail(where, pos, f"{name} on {_kind(stack[-1])}")
+                budget.add(pos, nodes=len(items))
                 stack[-1].extend(items)
             elif name in ("SETITEM", "SETITEMS"):
                 items = stack[-2:] if name == "SETITEM" else pop_mark()
                 if name == "SETITEM":
+                    if len(items) != 2:
+                        raise _fail(where, pos, "SETITEM on a short stack")
                     del stack[-2:]
                 target = stack[-1]
                 if not isinstance(target, dict) or len(items) % 2:
-                    raise _fail(where, pos, f"{name} on a {type(target).__name__}")
+                    raise _fail(where, pos, f"{name} on {_kind(target)}")
+                budget.add(pos, nodes=len(items) // 2)
                 for k, v in zip(items[::2], items[1::2]):
                     if not isinstance(k, (str, bytes, int)):
                         raise _fail(where, pos, f"dict key of type {type(k).__name__}")
@@ -180,27 +271,35 @@ def load(data: bytes, where: str | Path) -> Any:
             elif name == "GLOBAL":
                 qualified = str(arg)
                 if qualified not in _ALLOWED_GLOBALS:
-                    raise _fail(where, pos, f"global {qualified!r} is not allowed")
+                    raise _fail(where, pos, f"global {qualified[:80]!r} is not allowed")
                 stack.append(_Global(qualified))
             elif name == "STACK_GLOBAL":
                 attr, module = stack.pop(), stack.pop()
+                if not (isinstance(module, str) and isinstance(attr, str)):
+                    raise _fail(where, pos, f"global named by {_kind(module)} and {_kind(attr)}")
                 qualified = f"{module} {attr}"
-                if not (isinstance(module, str) and isinstance(attr, str)) \
-                        or qualified not in _ALLOWED_GLOBALS:
-                    raise _fail(where, pos, f"global {qualified!r} is not allowed")
+                if qualified not in _ALLOWED_GLOBALS:
+                    raise _fail(where, pos, f"global {qualified[:80]!r} is not allowed")
                 stack.append(_Global(qualified))
             elif name == "REDUCE":
                 args, func = stack.pop(), stack.pop()
-                stack.append(_reduce(func, args, where, pos))
+                value = _reduce(func, args, where, pos)
+                if isinstance(value, bytes):
+                    budget.add(pos, nbytes=len(value))
+                stack.append(value)
             elif name == "BUILD":
                 state = stack.pop()
-                _build(stack[-1], state, where, pos)
+                _build(stack[-1], state, where, pos, budget)
             else:
                 raise _fail(where, pos, f"opcode {name} is not allowed")
     except FormatError:
         raise
-    except (ValueError, IndexError, KeyError, TypeError, OverflowError, EOFError) as exc:
-        raise FormatError(f"{where}: corrupt or truncated pickle ({exc})") from None
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError, EOFError,
+            RecursionError, MemoryError) as exc:
+        # ValueError covers genops' own complaints (unknown opcode, short argument,
+        # bad UTF-8, an INT of more than 4300 digits); the others a malformed stack.
+        raise FormatError(f"{where}: corrupt or truncated pickle at byte {pos} "
+                          f"({type(exc).__name__}: {str(exc)[:200]})") from None
     raise FormatError(f"{where}: truncated pickle (no STOP opcode)")
 
 
@@ -215,16 +314,20 @@ def _reduce(func: Any, args: Any, where: str, pos: int) -> Any:
     if func.name == _DTYPE:
         if not (len(args) == 3 and isinstance(args[0], str) and args[0] in _DTYPE_CODES
                 and args[1] in (0, False) and args[2] in (1, True)):
-            raise _fail(where, pos, f"dtype {args[:1]!r} is not a plain numeric dtype")
+            code = _kind(args[0]) if args else "nothing"
+            raise _fail(where, pos, f"dtype {code} is not a plain numeric dtype")
         return _DType(args[0])
     if func.name == _ENCODE:
         if not (len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1")):
             raise _fail(where, pos, "unexpected arguments to _codecs.encode")
-        return args[0].encode("latin-1")
+        try:
+            return args[0].encode("latin-1")
+        except UnicodeEncodeError:
+            raise _fail(where, pos, "_codecs.encode of text outside latin-1") from None
     raise _fail(where, pos, f"{func.name} cannot be called")
 
 
-def _build(target: Any, state: Any, where: str, pos: int) -> None:
+def _build(target: Any, state: Any, where: str, pos: int, budget: _Budget) -> None:
     if isinstance(target, _DType):
         if not (isinstance(state, tuple) and len(state) >= 2 and state[0] in (3, 4)
                 and state[1] in ("|", "<", ">", "=")
@@ -240,30 +343,48 @@ def _build(target: Any, state: Any, where: str, pos: int) -> None:
         raw = _as_bytes(state[4])
         dtype = state[2].numpy()
         shape = state[1]
-        count = int(np.prod(shape, dtype=np.int64))
+        # Python ints: a product of crafted dimensions cannot wrap around.
+        count = math.prod(shape)
         if raw is None or len(raw) != count * dtype.itemsize:
             raise _fail(where, pos, f"array data of {len(raw) if raw is not None else '?'} "
-                                    f"bytes does not fit shape {shape} of {dtype}")
+                                    f"bytes does not fit shape {shape[:8]} of {dtype}")
+        budget.add(pos, nbytes=len(raw))
         array = np.frombuffer(raw, dtype, count).reshape(shape, order="F" if state[3] else "C")
         target.array = array.astype(dtype.newbyteorder("="), copy=True)
         return
-    raise _fail(where, pos, f"BUILD on a {type(target).__name__}")
+    raise _fail(where, pos, f"BUILD on {_kind(target)}")
 
 
-def _finish(value: Any, where: str, depth: int) -> Any:
-    """Replace the array placeholders by arrays; refuse leftovers and deep nesting."""
-    if depth > _MAX_DEPTH:
-        raise FormatError(f"{where}: nesting deeper than {_MAX_DEPTH} levels; not a CIFAR file")
+def _finish(value: Any, where: str, depth: int, done: dict[int, Any], active: set[int]) -> Any:
+    """Replace the array placeholders by arrays; refuse leftovers, cycles and deep nesting.
+
+    ``done`` maps ``id(container)`` to its finished copy, so a container
+    referenced many times (through the memo) is finished once and shared: the
+    work is linear in the number of distinct containers, and recursion never
+    goes deeper than :data:`MAX_DEPTH`.
+    """
     if isinstance(value, _Array):
         if value.array is None:
             raise FormatError(f"{where}: an array without its data")
         return value.array
     if isinstance(value, (_Global, _DType, _Mark)):
         raise FormatError(f"{where}: a bare {type(value).__name__.strip('_')} where data belong")
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    key = id(value)
+    if key in done:
+        return done[key]
+    if key in active:
+        raise FormatError(f"{where}: a container holds itself (cyclic nesting); not a CIFAR file")
+    if depth >= MAX_DEPTH:
+        raise FormatError(f"{where}: nesting deeper than {MAX_DEPTH} levels; not a CIFAR file")
+    active.add(key)
     if isinstance(value, dict):
-        return {k: _finish(v, where, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finish(v, where, depth + 1) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_finish(v, where, depth + 1) for v in value)
-    return value
+        out: Any = {k: _finish(v, where, depth + 1, done, active) for k, v in value.items()}
+    elif isinstance(value, list):
+        out = [_finish(v, where, depth + 1, done, active) for v in value]
+    else:
+        out = tuple(_finish(v, where, depth + 1, done, active) for v in value)
+    active.discard(key)
+    done[key] = out
+    return out
