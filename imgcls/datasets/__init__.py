@@ -8,6 +8,6 @@ and ``npz:PATH`` (precomputed arrays).  See :func:`load_dataset`.
 from __future__ import annotations
 
 from .base import Dataset, dataset_info, list_datasets, load_dataset
-from .download import cache_dir
+from .locations import cache_dir
 
 __all__ = ["Dataset", "load_dataset", "list_datasets", "dataset_info", "cache_dir"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError, FormatError
-from .base import Dataset, DatasetSpec, check_options, register, stratified_split
+from .base import Dataset, check_options, stratified_split
 
 SPLIT_KEYS = ("X_train", "y_train", "X_test", "y_test")
 
@@ -162,7 +162,3 @@ def load_arrays(path: str | Path, name: str | None = None, *, test_size: float =
                    y_test=ys[1], classes=names,
                    source=f"{path} (arrays, allow_pickle=False; {how})")
 
-
-register(DatasetSpec("npz", "precomputed arrays (e.g. embeddings) in a .npz file or a folder "
-                     "of .npy files: X_train/y_train/X_test/y_test or X/y",
-                     load_arrays, prefix=True))

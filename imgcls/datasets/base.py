@@ -1,11 +1,16 @@
-"""The :class:`Dataset` container, the registry of named data sets and :func:`load_dataset`.
+"""The :class:`Dataset` container, the table of named data sets and :func:`load_dataset`.
 
-Each loader module (``digits``, ``mnist``, ``cifar``, ``folder``, ``arrays``)
-registers itself here with :func:`register`; ``load_dataset`` only dispatches.
+:data:`DATASETS` lists every name once, in the order :func:`list_datasets`
+shows, with the module and attribute of its loader (the same ``name ->
+(module, attribute)`` shape as the model-file allow-list in
+:mod:`imgcls.io.registry`).  A loader module is imported only when its data set
+is loaded, so the loaders import this module and never the other way round,
+and ``load_dataset("digits")`` does not pull in Pillow.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -102,31 +107,65 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """How to load one named data set (or a family such as ``folder:PATH``)."""
+    """One named data set (or a family such as ``folder:PATH``) and where its loader lives.
+
+    Attributes
+    ----------
+    name : str
+        The lower-case name, or the family prefix before ``:`` for ``prefix`` entries.
+    module : str
+        The module defining the loader, imported only by :meth:`load`.
+    loader : str
+        The loader's attribute name in ``module``.  Fixed names are called as
+        ``loader(root=..., download=..., **options)``, families as
+        ``loader(path, name=..., **options)``.
+    description : str
+        One line for ``imgcls datasets list``.
+    downloadable : bool
+        Whether ``download=True`` / ``imgcls datasets download`` can fetch it.
+    prefix : bool
+        True for families whose names carry a path (``folder:PATH``, ``npz:PATH``).
+    """
 
     name: str
+    module: str
+    loader: str
     description: str
-    loader: Callable[..., Dataset]
     downloadable: bool = False
-    prefix: bool = False  # True for "folder:" / "npz:" style names taking a path
+    prefix: bool = False
+
+    def load(self) -> Callable[..., Dataset]:
+        """The loader function (importing its module now, not before)."""
+        return getattr(importlib.import_module(self.module), self.loader)
 
 
-_REGISTRY: dict[str, DatasetSpec] = {}
+def _table(*specs: DatasetSpec) -> dict[str, DatasetSpec]:
+    return {spec.name: spec for spec in specs}
 
 
-def register(spec: DatasetSpec) -> DatasetSpec:
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def _ensure_loaded() -> None:
-    # The loader modules register themselves on import.
-    # Imported one by one so that list_datasets() shows them in this order.
-    from . import digits  # noqa: F401
-    from . import mnist  # noqa: F401
-    from . import cifar  # noqa: F401
-    from . import folder  # noqa: F401
-    from . import arrays  # noqa: F401
+#: Every data set name, in the order :func:`list_datasets` returns them.
+DATASETS: dict[str, DatasetSpec] = _table(
+    DatasetSpec("digits", "imgcls.datasets.digits", "load_digits",
+                "scikit-learn's 8x8 handwritten digits, 1797 images, bundled (no download)"),
+    DatasetSpec("mnist", "imgcls.datasets.mnist", "load_mnist",
+                "MNIST handwritten digits, 28x28 grey, 60000 train / 10000 test (IDX)",
+                downloadable=True),
+    DatasetSpec("fashion-mnist", "imgcls.datasets.mnist", "load_fashion_mnist",
+                "Zalando Fashion-MNIST clothing, 28x28 grey, 60000 / 10000, 10 classes (IDX)",
+                downloadable=True),
+    DatasetSpec("cifar10", "imgcls.datasets.cifar", "load_cifar10",
+                "CIFAR-10 tiny colour images, 32x32x3, 50000 train / 10000 test, 10 classes",
+                downloadable=True),
+    DatasetSpec("cifar100", "imgcls.datasets.cifar", "load_cifar100",
+                "CIFAR-100, 32x32x3, 50000 / 10000, 100 fine classes "
+                "(label='coarse' for the 20 super-classes)", downloadable=True),
+    DatasetSpec("folder", "imgcls.datasets.folder", "load_folder",
+                "an image tree PATH/<class>/<image> or PATH/train|test/<class>/<image> "
+                "(PNG, JPEG, BMP, GIF, WebP)", prefix=True),
+    DatasetSpec("npz", "imgcls.datasets.arrays", "load_arrays",
+                "precomputed arrays (e.g. embeddings) in a .npz file or a folder of .npy "
+                "files: X_train/y_train/X_test/y_test or X/y", prefix=True),
+)
 
 
 def list_datasets() -> list[str]:
@@ -138,17 +177,24 @@ def list_datasets() -> list[str]:
         e.g. ``["digits", "mnist", "fashion-mnist", "cifar10", "cifar100",
         "folder:PATH", "npz:PATH"]``.
     """
-    _ensure_loaded()
-    return [f"{s.name}:PATH" if s.prefix else s.name for s in _REGISTRY.values()]
+    return [f"{s.name}:PATH" if s.prefix else s.name for s in DATASETS.values()]
 
 
 def get_spec(name: str) -> tuple[DatasetSpec, str | None]:
-    """The spec for ``name`` and, for ``family:PATH`` names, the path part."""
-    _ensure_loaded()
+    """The spec for ``name`` and, for ``family:PATH`` names, the path part.
+
+    Names are case-insensitive; no loader module is imported.
+
+    Raises
+    ------
+    ConfigError
+        Not a string, an unknown name, a family without a path, or a path
+        given to a fixed name.
+    """
     if not isinstance(name, str) or not name:
         raise ConfigError(f"dataset name must be a non-empty string, got {name!r}")
     family, sep, rest = name.partition(":")
-    spec = _REGISTRY.get(family.lower() if sep else name.lower())
+    spec = DATASETS.get(family.lower() if sep else name.lower())
     if spec is None or spec.prefix != bool(sep):
         known = ", ".join(list_datasets())
         raise ConfigError(f"unknown dataset {name!r}; known: {known}")
@@ -191,13 +237,21 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Fal
         failed downloads, unreadable images: see :mod:`imgcls.errors`.
     """
     spec, path = get_spec(name)
+    loader = spec.load()
     if spec.prefix:
-        return spec.loader(path, name=name, **options)
-    return spec.loader(root=root, download=download, **options)
+        return loader(path, name=name, **options)
+    return loader(root=root, download=download, **options)
 
 
 def dataset_info(name: str) -> dict[str, Any]:
-    """Static facts about a named data set (no loading): description, files, downloadable."""
+    """Static facts about a named data set, read from the table without importing its loader.
+
+    Returns
+    -------
+    dict
+        ``name`` (the table name, the family for ``family:PATH``), ``description``,
+        ``downloadable``.
+    """
     spec, _ = get_spec(name)
     info = {"name": spec.name, "description": spec.description, "downloadable": spec.downloadable}
     return info

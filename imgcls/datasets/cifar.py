@@ -27,9 +27,9 @@ import numpy as np
 from ..errors import ConfigError, DatasetError, FormatError
 from . import resources
 from .archive import read_members, safe_extract
-from .base import Dataset, DatasetSpec, check_options, register
+from .base import Dataset, check_options
 from .download import ensure_files, verify_file
-from .mnist import resolve_root
+from .locations import resolve_root
 from .restricted_pickle import load as load_pickle
 
 PIXELS = 32 * 32 * 3
@@ -272,9 +272,3 @@ def load_cifar10(root=None, download: bool = False, **options) -> Dataset:
 
 def load_cifar100(root=None, download: bool = False, **options) -> Dataset:
     return load_cifar("cifar100", root, download, **options)
-
-
-register(DatasetSpec("cifar10", "CIFAR-10 tiny colour images, 32x32x3, 50000 train / 10000 "
-                     "test, 10 classes", load_cifar10, downloadable=True))
-register(DatasetSpec("cifar100", "CIFAR-100, 32x32x3, 50000 / 10000, 100 fine classes "
-                     "(label='coarse' for the 20 super-classes)", load_cifar100, downloadable=True))

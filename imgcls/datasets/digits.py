@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Dataset, DatasetSpec, check_options, register, stratified_split
+from .base import Dataset, check_options, stratified_split
 
 DEFAULT_TEST_SIZE = 0.2
 DEFAULT_SEED = 0
@@ -63,6 +63,3 @@ def _sklearn_version() -> str:
 
     return sklearn.__version__
 
-
-register(DatasetSpec("digits", "scikit-learn's 8x8 handwritten digits, 1797 images, "
-                     "bundled (no download)", load_digits))

@@ -20,8 +20,8 @@ from typing import Sequence
 
 from .._progress import bar
 from ..errors import ChecksumError, DownloadError
+from .locations import ENV_VAR, cache_dir  # noqa: F401  (re-exported)
 
-ENV_VAR = "IMGCLS_DATA"
 CHUNK = 1 << 20  # 1 MiB: large enough for speed, small enough for a smooth bar
 TIMEOUT = 30.0  # seconds without data before a mirror counts as failed
 USER_AGENT = "imgcls-dataset-downloader"
@@ -40,29 +40,6 @@ class RemoteFile:
     sha256: str
     size: int | None = None
     raw_sha256: str | None = None
-
-
-def cache_dir(name: str | None = None) -> Path:
-    """Where downloaded data live: ``$IMGCLS_DATA``, else the user cache dir.
-
-    Parameters
-    ----------
-    name : str, optional
-        A data set name; its sub-folder is returned.
-
-    Returns
-    -------
-    Path
-        ``$IMGCLS_DATA[/name]`` if set, else ``$XDG_CACHE_HOME/imgcls[/name]``
-        or ``~/.cache/imgcls[/name]``.  Not created here.
-    """
-    env = os.environ.get(ENV_VAR)
-    if env:
-        base = Path(env).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "imgcls"
-    return base / name if name else base
 
 
 def sha256_file(path: str | Path) -> str:

@@ -35,7 +35,7 @@ import numpy as np
 from .._progress import bar
 from ..errors import ConfigError, DatasetError, ImageError
 from ._decode import MODES, decode_chunk
-from .base import Dataset, DatasetSpec, check_options, register, stratified_split
+from .base import Dataset, check_options, stratified_split
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".gif",
                               ".webp"})
@@ -383,8 +383,3 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
                    y_test=y[n_train:], classes=classes, skipped=skipped,
                    source=f"{root} (image folder, {len(ordered)} files, {described}; {how}"
                           + (f"; {len(skipped)} skipped" if skipped else "") + ")")
-
-
-register(DatasetSpec("folder", "an image tree PATH/<class>/<image> or "
-                     "PATH/train|test/<class>/<image> (PNG, JPEG, BMP, GIF, WebP)",
-                     load_folder, prefix=True))

@@ -20,9 +20,10 @@ import numpy as np
 
 from ..errors import ChecksumError, DatasetError
 from . import resources
-from .base import Dataset, DatasetSpec, check_options, register
-from .download import RemoteFile, cache_dir, ensure_files
+from .base import Dataset, check_options
+from .download import RemoteFile, ensure_files
 from .idx import decode_maybe_gzip, parse_idx
+from .locations import find_file, resolve_root
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
@@ -30,20 +31,6 @@ CLASSES = {"mnist": [str(i) for i in range(10)], "fashion-mnist": FASHION_CLASSE
 # (images, labels) file stems per split
 SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-
-
-def find_file(folder: Path, stem: str) -> Path | None:
-    """The first existing spelling of an IDX file in ``folder`` (gzipped first)."""
-    dotted = stem.replace("-idx", ".idx")  # e.g. train-images.idx3-ubyte
-    for name in (stem + ".gz", stem, dotted + ".gz", dotted):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def resolve_root(name: str, root) -> Path:
-    """``root`` if given, else the data set's folder in the cache dir."""
-    return Path(root).expanduser() if root is not None else cache_dir(name)
 
 
 def _read_verified(path: Path, remote: RemoteFile, verify: bool) -> tuple[bytes, str]:
@@ -144,9 +131,3 @@ def load_mnist(root=None, download: bool = False, **options) -> Dataset:
 
 def load_fashion_mnist(root=None, download: bool = False, **options) -> Dataset:
     return load_idx_dataset("fashion-mnist", root, download, **options)
-
-
-register(DatasetSpec("mnist", "MNIST handwritten digits, 28x28 grey, 60000 train / 10000 test "
-                     "(IDX)", load_mnist, downloadable=True))
-register(DatasetSpec("fashion-mnist", "Zalando Fashion-MNIST clothing, 28x28 grey, 60000 / "
-                     "10000, 10 classes (IDX)", load_fashion_mnist, downloadable=True))

@@ -11,7 +11,7 @@ from . import resources
 from .base import get_spec
 from .download import RemoteFile, sha256_file
 from .idx import read_maybe_gzip
-from .mnist import find_file, resolve_root
+from .locations import find_file, resolve_root
 
 
 def _check(path: Path, remote: RemoteFile) -> tuple[str, str]:

@@ -86,3 +86,20 @@ def test_digits_rescale_false_keeps_0_to_16_and_matches_sklearn():
 def test_digits_rejects_bad_test_size(bad):
     with pytest.raises(ConfigError, match="test_size"):
         load_dataset("digits", test_size=bad)
+
+
+# SHA-256 over (X_train, y_train, X_test, y_test) bytes + shapes/dtypes of the default
+# digits split, as loaded before the registry became a static table: the data set
+# the `imgcls run digits` results rest on must stay byte-identical.
+DIGITS_DEFAULT_SHA256 = "ecb727c46ee8e728ec9c3fea6753e0bce62f7427dd3a5de39894d3955cef925a"
+
+
+def test_digits_default_split_is_byte_identical():
+    import hashlib
+
+    ds = load_dataset("digits")
+    h = hashlib.sha256()
+    for a in (ds.X_train, ds.y_train, ds.X_test, ds.y_test):
+        h.update(a.tobytes())
+        h.update(str((a.shape, a.dtype)).encode())
+    assert h.hexdigest() == DIGITS_DEFAULT_SHA256
