@@ -1,0 +1,193 @@
+"""IDX and gzip reading within bounds: sizes checked before allocation, typed errors only."""
+
+import gzip
+import os
+import struct
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imgcls.datasets.idx import (IDX_DTYPES, decode_maybe_gzip, gunzip, parse_idx,
+                                 read_idx, read_maybe_gzip)
+from imgcls.errors import DatasetError, FormatError
+
+BOMB_ZEROS = 20 << 20  # 20 MiB of zeros compress to about 20 KB
+
+
+def _header(dims, type_code=0x08) -> bytes:
+    return bytes([0, 0, type_code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+
+
+def _peak(fn):
+    """Run ``fn``; return (its exception or None, peak traced bytes while it ran)."""
+    tracemalloc.start()
+    try:
+        try:
+            fn()
+            raised = None
+        except Exception as exc:  # noqa: BLE001 - returned to the test to check its type
+            raised = exc
+        return raised, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _finishes(fn, seconds=5.0):
+    """Call ``fn`` in a thread; return its outcome, or fail if it blocks (e.g. on a FIFO)."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return thread.is_alive(), outcome
+
+
+# --- declared sizes ---
+
+def test_dimensions_whose_product_wraps_int64_are_a_format_error():
+    # 65536 ** 4 = 2 ** 64 wraps to 0 in int64 and would "match" the 0 bytes present
+    with pytest.raises(FormatError, match=r"x\.idx: truncated IDX file.*\(65536, 65536"):
+        parse_idx(_header([65536] * 4), "x.idx")
+    with pytest.raises(FormatError, match=r"x\.idx: truncated IDX file"):
+        parse_idx(_header([2**32 - 1] * 3, 0x0E) + b"\0" * 8, "x.idx")
+
+
+def test_shape_numpy_cannot_hold_is_a_format_error():
+    with pytest.raises(FormatError, match=r"x\.idx: IDX shape .* cannot be an array"):
+        parse_idx(_header([0] + [2**32 - 1] * 3), "x.idx")
+    with pytest.raises(FormatError, match=r"x\.idx: IDX shape .* cannot be an array"):
+        parse_idx(_header([1] * 70) + b"\0", "x.idx")
+
+
+@settings(max_examples=300, deadline=None)
+@given(type_code=st.sampled_from(sorted(IDX_DTYPES) + [0x00, 0x0A]),
+       dims=st.lists(st.sampled_from([0, 1, 2, 3, 255, 65536, 2**31, 2**32 - 1]), max_size=6),
+       n_data=st.integers(0, 64), cut=st.integers(0, 30))
+def test_any_header_parses_to_its_shape_or_raises_format_error(type_code, dims, n_data, cut):
+    raw = _header(dims, type_code) + bytes(n_data)
+    raw = raw[:len(raw) - cut] if cut < len(raw) else raw
+    try:
+        out = parse_idx(raw, "x.idx")
+    except FormatError as exc:
+        assert str(exc).startswith("x.idx: ")
+        return
+    assert out.shape == tuple(dims) and out.dtype.isnative and out.flags.writeable
+    assert out.nbytes == len(raw) - 4 - 4 * len(dims)
+
+
+# --- gzip: bounded inflation ---
+
+def test_gzip_bomb_is_stopped_at_the_known_size():
+    bomb = gzip.compress(bytes(BOMB_ZEROS), mtime=0)
+    assert len(bomb) < 64 << 10
+    error, peak = _peak(lambda: decode_maybe_gzip(bomb, "train-labels-idx1-ubyte.gz",
+                                                  max_size=60008))
+    assert isinstance(error, FormatError)
+    assert "train-labels-idx1-ubyte.gz: decompresses to more than 60008 bytes" in str(error)
+    assert peak < 1 << 20, f"peak {peak} bytes"
+
+
+def test_gzip_bomb_is_stopped_at_the_size_its_header_declares(tmp_path):
+    path = tmp_path / "labels.gz"
+    path.write_bytes(gzip.compress(_header([10]) + bytes(BOMB_ZEROS), mtime=0))
+    error, peak = _peak(lambda: read_idx(path))
+    assert isinstance(error, FormatError)
+    assert f"{path}: decompresses to more than" in str(error) and "IDX header" in str(error)
+    assert peak < 1 << 20, f"peak {peak} bytes"
+
+
+def test_plain_file_longer_than_its_header_is_not_read_whole(tmp_path):
+    path = tmp_path / "labels"
+    path.write_bytes(_header([10]) + bytes(BOMB_ZEROS))
+    error, peak = _peak(lambda: read_idx(path))
+    assert isinstance(error, FormatError)
+    assert f"{path}: {BOMB_ZEROS + 8} bytes, more than" in str(error)
+    assert peak < 1 << 20, f"peak {peak} bytes"
+
+
+def test_plain_file_longer_than_the_known_size(tmp_path):
+    path = tmp_path / "labels"
+    path.write_bytes(_header([10]) + bytes(10))
+    assert read_maybe_gzip(path, max_size=18)[0] == path.read_bytes()
+    with pytest.raises(FormatError, match=f"{path}: 18 bytes, more than 17 \\(official\\)"):
+        read_maybe_gzip(path, max_size=17, why="official")
+
+
+def test_slightly_long_gzip_content_is_reported_exactly(tmp_path):
+    path = tmp_path / "labels.gz"
+    path.write_bytes(gzip.compress(_header([10]) + bytes(17)))
+    with pytest.raises(FormatError, match="needs 10 bytes of data but 17 follow"):
+        read_idx(path)
+
+
+def test_multi_member_and_zero_padded_gzip_read_like_gzip_decompress():
+    raw = _header([6]) + bytes(range(6))
+    data = gzip.compress(raw[:5]) + b"\0" * 7 + gzip.compress(raw[5:])
+    assert gzip.decompress(data) == raw
+    assert gunzip(data, "x.gz") == raw
+    np.testing.assert_array_equal(parse_idx(gunzip(data, "x.gz", max_size=len(raw)), "x"),
+                                  np.arange(6))
+
+
+@pytest.mark.parametrize("mangle, msg", [
+    (lambda b: b[:len(b) // 2], "truncated gzip"),
+    (lambda b: b[:-8] + bytes([b[-8] ^ 1]) + b[-7:], "corrupt gzip.*check"),  # CRC-32
+    (lambda b: b + b"garbage", "corrupt gzip"),
+    (lambda b: b"<html>" + b, "not a gzip file.*HTML"),
+])
+def test_damaged_gzip_is_a_format_error(mangle, msg):
+    good = gzip.compress(_header([100]) + bytes(range(100)), mtime=0)
+    with pytest.raises(FormatError, match=f"x.gz: {msg}"):
+        gunzip(mangle(good), "x.gz")
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_mutated_gzip_inflates_within_the_bound_or_raises_format_error(data):
+    raw = _header([4, 5]) + bytes(range(20))
+    blob = bytearray(gzip.compress(raw, mtime=0))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(blob) - 1))
+        blob[at] = data.draw(st.integers(0, 255))
+    bound = data.draw(st.sampled_from([None, len(raw), 5]))
+    try:
+        out = gunzip(bytes(blob), "x.gz", max_size=bound)
+    except FormatError as exc:
+        assert str(exc).startswith("x.gz: ")
+        return
+    assert len(out) <= (bound if bound is not None else 2**32)
+
+
+# --- only regular files ---
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "train-labels-idx1-ubyte"
+    os.mkfifo(fifo)
+    try:
+        blocked, outcome = _finishes(lambda: read_idx(fifo))
+    finally:
+        # unblock an old-style reader that opened the FIFO, so the thread ends
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK) if blocked else None
+        if fd is not None:
+            os.close(fd)
+    assert not blocked, "reading a FIFO blocked"
+    assert isinstance(outcome.get("error"), DatasetError)
+    assert "FIFO" in str(outcome["error"]) and str(fifo) in str(outcome["error"])
+
+
+def test_directory_is_refused(tmp_path):
+    folder = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    folder.mkdir()
+    with pytest.raises(DatasetError, match=f"{folder}: a directory, not a regular IDX file"):
+        read_idx(folder)
+
