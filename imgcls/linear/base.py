@@ -27,7 +27,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import flatten_images
+from .._validation import (CLASSIFIER_ATTRIBUTES, Array, Float, Int, Records, Schema,
+                           flatten_images)
 from ..config import get_config
 from ..errors import TrainingDivergedError
 from . import _kernels
@@ -58,6 +59,24 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
     """Shared implementation; use :class:`LinearSVM` or :class:`Softmax`."""
 
     _loss = None  # "svm" or "softmax", set by the subclasses
+
+    #: What a fitted model holds; checked by :func:`imgcls._validation.validate_learned_attributes`
+    #: (e.g. when a model file is loaded).  ``templates_`` is a property, not stored.
+    _learned_attribute_schema = Schema(
+        dims={"n_classes": 2, "n_features": 1, "n_epochs": 0},
+        attributes={
+            **CLASSIFIER_ATTRIBUTES,
+            "W_": Array(("n_classes", "n_features"), dtypes=("float64",), finite=True),
+            "b_": Array(("n_classes",), dtypes=("float64",), finite=True),
+            "input_scale_": Float(positive=True),
+            "mean_": Array(("n_features",), dtypes=("float64",), finite=True),
+            "scale_": Array(("n_features",), dtypes=("float64",), finite=True, positive=True),
+            "history_": Records({"epoch": Int(min=1), "loss": Float(),
+                                 "train_acc": Float(min=0, max=1),
+                                 "val_acc": Float(min=0, max=1, none=True),
+                                 "lr": Float(min=0, none=True)}, length="n_epochs"),
+            "n_iter_": Int(dim="n_epochs"),
+        })
 
     def __init__(self, learning_rate=0.03, reg=1e-4, epochs=5, batch_size=256,
                  optimizer="adam", momentum=0.9, schedule="cosine", step_size=5, gamma=0.5,

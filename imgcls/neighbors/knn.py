@@ -9,13 +9,22 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
-from .._validation import flatten_images
+from .._validation import CLASSIFIER_ATTRIBUTES, Array, Schema, flatten_images
 from .search import METRICS, knn_search
 from .vote import WEIGHTS, vote_rank, vote_scores
 
 # uint8 pixels stay uint8 (searched as they are); float32 stays float32; every
 # other numeric type is read as float64
 _DTYPES = [np.float64, np.float32, np.uint8]
+
+
+def _k_within_training_set(attrs, dims, params):
+    """Data-dependent rule: ``k`` cannot exceed the training rows ``predict`` searches."""
+    k = (params or {}).get("k")
+    if isinstance(k, numbers.Integral) and not isinstance(k, bool) and k > dims["n_samples"]:
+        return "X_fit_", (f"holds {dims['n_samples']} training rows, fewer than k={k} "
+                          f"neighbours")
+    return None
 
 
 class KNearestNeighbor(ClassifierMixin, BaseEstimator):
@@ -63,6 +72,18 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
     class index.  ``predict`` is ``classes_[vote_rank(vote_scores(...))[:, 0]]``
     on the ``k`` neighbours of :meth:`kneighbors`.
     """
+
+    #: What a fitted model holds; checked by :func:`imgcls._validation.validate_learned_attributes`
+    #: (e.g. when a model file is loaded).
+    _learned_attribute_schema = Schema(
+        dims={"n_samples": 1, "n_features": 1, "n_classes": 1},
+        attributes={
+            **CLASSIFIER_ATTRIBUTES,
+            "X_fit_": Array(("n_samples", "n_features"), dtypes=[np.dtype(t).name for t in _DTYPES],
+                            finite=True),
+            "y_fit_": Array(("n_samples",), dtypes=("int64",), below="n_classes"),
+        },
+        rules=(_k_within_training_set,))
 
     def __init__(self, k=1, metric="l1", weights="uniform", temperature=0.07,
                  working_memory=None, n_jobs=None):
