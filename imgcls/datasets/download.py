@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .._files import open_regular
 from .._progress import bar
-from ..errors import ChecksumError, DownloadError
+from ..errors import ChecksumError, DatasetError, DownloadError, FormatError
 from .locations import ENV_VAR, cache_dir  # noqa: F401  (re-exported)
 
 CHUNK = 1 << 20  # 1 MiB: large enough for speed, small enough for a smooth bar
@@ -31,21 +34,52 @@ USER_AGENT = "imgcls-dataset-downloader"
 class RemoteFile:
     """One official file: its name, size and SHA-256 as served by the mirrors.
 
-    ``raw_sha256`` is the SHA-256 of the decompressed content for gzipped
-    files (None when unknown), so that a user's own copy, recompressed or
-    decompressed, can be verified too.
+    ``raw_sha256`` and ``raw_size`` are the SHA-256 and the length in bytes of
+    the decompressed content of a gzipped file (None when unknown), so that a
+    user's own copy, recompressed or decompressed, can be verified, and so that
+    no copy is ever decompressed past the official size.
     """
 
     filename: str
     sha256: str
     size: int | None = None
     raw_sha256: str | None = None
+    raw_size: int | None = None
+
+
+def read_bounded(path: str | Path, max_bytes: int | None, why: str = "the limit for this file",
+                 what: str = "data set file") -> bytes:
+    """The bytes of regular file ``path``, refusing a file longer than ``max_bytes``.
+
+    Never reads more than ``max_bytes + 1`` bytes, so a huge (or endless) file
+    costs no more memory than a legitimate one.
+
+    Raises
+    ------
+    DatasetError
+        ``path`` is missing, unreadable or not a regular file (a FIFO is refused
+        without blocking).
+    FormatError
+        The file is longer than ``max_bytes`` (``why`` says where that bound comes from).
+    """
+    with open_regular(path, error=DatasetError, what=what) as f:
+        if max_bytes is None:
+            return f.read()
+        data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            size = f.seek(0, os.SEEK_END)
+            raise FormatError(f"{path}: {size} bytes, more than {max_bytes} ({why}); "
+                              f"refusing to read it")
+    return data
 
 
 def sha256_file(path: str | Path) -> str:
-    """SHA-256 (hex) of a file, read in chunks."""
+    """SHA-256 (hex) of a regular file, read in chunks.
+
+    Raises :class:`DatasetError` when ``path`` is missing or not a regular file.
+    """
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, error=DatasetError) as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -125,8 +159,34 @@ def download(remote: RemoteFile, mirrors: Sequence[str], dest_dir: str | Path,
                 break
             os.replace(part, final)
             return final
-    raise DownloadError(f"{final}: could not download {remote.filename} from any mirror:\n  "
-                        + "\n  ".join(failures))
+    # One line: the CLI prints the first line of an error only.
+    raise DownloadError(f"{final}: could not download {remote.filename} from any mirror: "
+                        + "; ".join(failures))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A one-line reason for a failed request: DNS, refused, timeout, TLS, ... never empty.
+
+    ``urllib`` wraps the socket error in a ``URLError`` whose ``reason`` may be
+    an exception or a string; the kind of failure is named first, the system's
+    own words follow in parentheses.
+    """
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, BaseException):
+        text = str(reason) or type(reason).__name__
+    else:
+        text = str(reason) or type(exc).__name__
+    text = " ".join(text.split())  # one line, whatever the system said
+    kinds = ((socket.gaierror, "DNS lookup failed"),
+             (ConnectionRefusedError, "connection refused"),
+             (ConnectionResetError, "connection reset"),
+             ((TimeoutError, socket.timeout), f"timed out (no data for {TIMEOUT:g} s)"),
+             (ssl.SSLError, "TLS error"),
+             (ConnectionError, "connection failed"))
+    for kind, name in kinds:
+        if isinstance(reason, kind) or isinstance(exc, kind):
+            return f"{name} ({text})"
+    return text
 
 
 def _fetch(url: str, part: Path, remote: RemoteFile, progress: bool | None) -> None:
@@ -148,9 +208,9 @@ def _fetch(url: str, part: Path, remote: RemoteFile, progress: bool | None) -> N
             # "Range not satisfiable": the .part is as long as the file or longer;
             # the checksum decides whether it is good.
             return
-        raise _Failure(f"HTTP {exc.code} {exc.reason}") from None
+        raise _Failure(f"HTTP {exc.code} {exc.reason}".strip()) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise _Failure(f"{getattr(exc, 'reason', exc)}") from None
+        raise _Failure(describe_failure(exc)) from None
     with response:
         status = getattr(response, "status", 200)
         if offset and status != 206:
@@ -175,7 +235,8 @@ def _fetch(url: str, part: Path, remote: RemoteFile, progress: bool | None) -> N
                         break
             except (OSError, ValueError) as exc:  # reset connection, IncompleteRead, timeout
                 f.flush()
-                raise _Cut(f"transfer cut after {offset + received} bytes ({exc})") from None
+                raise _Cut(f"transfer cut after {offset + received} bytes "
+                           f"({describe_failure(exc)})") from None
             f.flush()
             os.fsync(f.fileno())
     if too_long:
@@ -204,5 +265,5 @@ def ensure_files(files: Sequence[RemoteFile], mirrors: Sequence[str], dest_dir: 
     return paths
 
 
-__all__ = ["RemoteFile", "cache_dir", "sha256_file", "verify_file", "download", "ensure_files",
-           "ChecksumError", "DownloadError"]
+__all__ = ["RemoteFile", "cache_dir", "read_bounded", "sha256_file", "verify_file", "download",
+           "ensure_files", "describe_failure", "ChecksumError", "DownloadError"]

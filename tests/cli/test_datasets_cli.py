@@ -163,3 +163,25 @@ def test_main_prints_errors_as_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("imgcls: error: mnist:") and "download=True" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_download_without_network_names_each_mirror_and_its_reason(tmp_path, monkeypatch,
+                                                                    capsys):
+    import socket
+
+    from imgcls.cli import main
+    from imgcls.datasets import resources
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/fashion"
+    monkeypatch.setitem(resources.MIRRORS, "fashion-mnist", ["http://mirror.invalid/fashion",
+                                                             closed])
+    assert main(["datasets", "download", "fashion-mnist", "--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "could not download train-images-idx3-ubyte.gz from any mirror: " in err
+    assert ("http://mirror.invalid/fashion/train-images-idx3-ubyte.gz: DNS lookup failed ("
+            in err)
+    assert f"{closed}/train-images-idx3-ubyte.gz: connection refused (" in err
+    assert not any(p.name.endswith(".gz") for p in tmp_path.iterdir())

@@ -1,4 +1,5 @@
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -6,7 +7,8 @@ import pytest
 from datasets_helpers import (IDX_STEMS, idx_bytes, no_partial_files, sha256, small_idx_set,
                               write_idx_set)
 from imgcls.datasets import cache_dir, load_dataset, resources
-from imgcls.datasets.download import RemoteFile, download
+from imgcls.datasets import download as download_module
+from imgcls.datasets.download import RemoteFile, describe_failure, download
 from imgcls.errors import DownloadError
 
 PAYLOAD = os.urandom(300_000)
@@ -87,6 +89,55 @@ def test_unreachable_mirror(tmp_path):
     with pytest.raises(DownloadError, match="127.0.0.1:9/"):
         download(REMOTE, ["http://127.0.0.1:9"], tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_each_mirror_failure_reason_reaches_one_line(served, tmp_path):
+    refused = f"http://127.0.0.1:{_closed_port()}/x"
+    mirrors = ["http://mirror.invalid/x", refused, served.url("missing"), served.url("bad")]
+    with pytest.raises(DownloadError) as info:
+        download(REMOTE, mirrors, tmp_path)
+    msg = str(info.value)
+    assert "\n" not in msg
+    head, _, reasons = msg.partition(" from any mirror: ")
+    assert head.endswith("could not download blob.bin")
+    parts = reasons.split("; ")
+    assert len(parts) == 4, msg
+    assert parts[0].startswith("http://mirror.invalid/x/blob.bin: DNS lookup failed (")
+    assert parts[1].startswith(f"{refused}/blob.bin: connection refused (")
+    assert parts[2] == f"{served.url('missing')}/blob.bin: HTTP 404 Not Found"
+    assert parts[3].startswith(f"{served.url('bad')}/blob.bin: SHA-256 mismatch (got ")
+
+
+def test_a_silent_server_is_reported_as_a_timeout(tmp_path, monkeypatch):
+    monkeypatch.setattr(download_module, "TIMEOUT", 0.3)
+    with socket.socket() as sock:  # accepts connections (backlog) but never answers
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/x"
+        with pytest.raises(DownloadError, match=f"{url}/blob.bin: timed out \\(no data for 0.3 s\\)"):
+            download(REMOTE, [url], tmp_path, retries=0)
+
+
+def test_reasons_are_named_for_each_kind_of_failure():
+    import ssl
+    import urllib.error
+
+    assert describe_failure(urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+                            ) == "DNS lookup failed ([Errno -2] Name or service not known)"
+    assert describe_failure(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+                            ) == "connection refused ([Errno 111] Connection refused)"
+    assert describe_failure(TimeoutError()).startswith("timed out (no data for")
+    assert describe_failure(urllib.error.URLError(ssl.SSLError(1, "bad cert"))).startswith("TLS error")
+    assert describe_failure(ValueError("unknown url type: 'ftpx'")) == "unknown url type: 'ftpx'"
+    assert describe_failure(OSError()) == "OSError"
+    assert describe_failure(urllib.error.URLError("two\nlines")) == "two lines"
 
 
 def test_cache_dir_precedence(monkeypatch, tmp_path):
