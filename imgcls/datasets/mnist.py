@@ -21,8 +21,8 @@ import numpy as np
 from ..errors import ChecksumError, DatasetError
 from . import resources
 from .base import Dataset, check_options
-from .download import RemoteFile, ensure_files
-from .idx import decode_maybe_gzip, parse_idx
+from .download import RemoteFile, ensure_files, read_bounded
+from .idx import GZIP_MAGIC, decode_maybe_gzip, parse_idx, read_maybe_gzip
 from .locations import find_file, resolve_root
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -33,24 +33,42 @@ SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
+def _gzip_bound(size: int) -> int:
+    """The most bytes a gzip file of ``size`` content bytes takes: deflate's stored
+    blocks add 5 bytes per 64 KiB (rounded up here to 1 per 1000), plus 64 KiB for
+    the gzip header's optional name, comment and extra fields."""
+    return size + size // 1000 + (1 << 16)
+
+
 def _read_verified(path: Path, remote: RemoteFile, verify: bool) -> tuple[bytes, str]:
-    """Content of ``path`` (decompressed) after the SHA-256 check; returns (content, how)."""
-    data = path.read_bytes()
-    # The served bytes are checked before anything is decompressed; only a copy
-    # that differs from them is decompressed to check its content.
-    if verify and hashlib.sha256(data).hexdigest() == remote.sha256:
-        return decode_maybe_gzip(data, path)[0], "SHA-256 verified"
-    content, compressed = decode_maybe_gzip(data, path)
+    """Content of ``path`` (decompressed) after the SHA-256 check; returns (content, how).
+
+    With ``verify``, memory is bounded by the official sizes: the file is read
+    only up to the largest gzip of the official content, and decompressed only
+    up to the official content's size (``remote.raw_size``).  Without it, by the
+    size the file's IDX header declares.
+    """
     if not verify:
-        return content, "not verified (verify=False)"
+        return read_maybe_gzip(path)[0], "not verified (verify=False)"
+    official = remote.filename[:-3]
+    bound, why = remote.raw_size, f"the size of the official {official}"
+    data = read_bounded(path, None if bound is None else _gzip_bound(bound),
+                        f"the most any copy of the official {official} ({bound} bytes) takes",
+                        what="IDX file")
+    # The served bytes are checked first; only a copy that differs from them is
+    # decompressed (within the official size) to check its content.
+    if hashlib.sha256(data).hexdigest() == remote.sha256:
+        return decode_maybe_gzip(data, path, bound, why)[0], "SHA-256 verified"
     if remote.raw_sha256 is None:
-        if compressed is not None:
+        if data[:2] == GZIP_MAGIC:
             raise ChecksumError(f"{path}: SHA-256 differs from the official "
                                 f"{remote.filename} ({remote.sha256}) — corrupt or not the "
                                 f"official release; delete it, or pass verify=False")
+        content, _ = decode_maybe_gzip(data, path, bound, why)
         warnings.warn(f"{path}: no official SHA-256 of the uncompressed file is known; "
                       f"loaded without a checksum check", stacklevel=4)
         return content, "not verified (no official checksum for this form)"
+    content, compressed = decode_maybe_gzip(data, path, bound, why)
     got = hashlib.sha256(content).hexdigest()
     if got != remote.raw_sha256:
         raise ChecksumError(f"{path}: SHA-256 of the {'decompressed ' if compressed else ''}"
@@ -101,7 +119,9 @@ def load_idx_dataset(name: str, root=None, download: bool = False, *, verify: bo
         return parse_idx(content, path, ndim=3 if "images" in stem else 1), how
 
     # One thread per file: zlib and hashlib release the GIL, so the test files
-    # are decompressed and hashed while the large training file is.
+    # are decompressed and hashed while the large training file is.  Each read
+    # is bounded by its official size (``_read_verified``), so together they hold
+    # at most the gzip files, their content and the parsed copy: about 2 x 55 MB.
     stems = [stem for pair in SPLITS.values() for stem in pair]
     with ThreadPoolExecutor(max_workers=len(stems)) as pool:
         results = dict(zip(stems, pool.map(read, stems)))

@@ -23,30 +23,48 @@ from __future__ import annotations
 
 from .download import RemoteFile
 
+#: Length in bytes of each decompressed IDX file, the same for MNIST and
+#: Fashion-MNIST (same counts and image size): header (4 + 4 * ndim bytes) plus
+#: n x 28 x 28 image bytes or n label bytes.  No copy is decompressed past these.
+RAW_SIZES: dict[str, int] = {
+    "train-images-idx3-ubyte": 16 + 60000 * 28 * 28,  # 47,040,016
+    "train-labels-idx1-ubyte": 8 + 60000,  # 60,008
+    "t10k-images-idx3-ubyte": 16 + 10000 * 28 * 28,  # 7,840,016
+    "t10k-labels-idx1-ubyte": 8 + 10000,  # 10,008
+}
+
 FILES: dict[str, list[RemoteFile]] = {
     "mnist": [
         RemoteFile("train-images-idx3-ubyte.gz",
                    "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422,
-                   "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+                   "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                   raw_size=RAW_SIZES["train-images-idx3-ubyte"]),
         RemoteFile("train-labels-idx1-ubyte.gz",
                    "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881,
-                   "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+                   "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                   raw_size=RAW_SIZES["train-labels-idx1-ubyte"]),
         RemoteFile("t10k-images-idx3-ubyte.gz",
                    "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877,
-                   "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+                   "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                   raw_size=RAW_SIZES["t10k-images-idx3-ubyte"]),
         RemoteFile("t10k-labels-idx1-ubyte.gz",
                    "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542,
-                   "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+                   "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                   raw_size=RAW_SIZES["t10k-labels-idx1-ubyte"]),
     ],
     "fashion-mnist": [
         RemoteFile("train-images-idx3-ubyte.gz",
-                   "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26421880),
+                   "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84", 26421880,
+                   raw_size=RAW_SIZES["train-images-idx3-ubyte"]),
         RemoteFile("train-labels-idx1-ubyte.gz",
-                   "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29515),
+                   "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845", 29515,
+                   raw_size=RAW_SIZES["train-labels-idx1-ubyte"]),
         RemoteFile("t10k-images-idx3-ubyte.gz",
-                   "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4422102),
+                   "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073", 4422102,
+                   raw_size=RAW_SIZES["t10k-images-idx3-ubyte"]),
         RemoteFile("t10k-labels-idx1-ubyte.gz",
-                   "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5148),
+                   "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5", 5148,
+                   raw_size=RAW_SIZES["t10k-labels-idx1-ubyte"]),
     ],
     # The binary release is what a download fetches; the python release is
     # accepted when a user already has it (see ``ALTERNATIVE_FILES``).

@@ -1,5 +1,6 @@
 import gzip
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -25,6 +26,89 @@ def test_shared_mnist_loads_verified_with_official_counts(mnist_root):
     assert ds.X_train.flags.writeable
     # The issue's bar is 3 s; measured ~1 s on the 2-core machine.
     assert elapsed < 3.0, f"loading MNIST took {elapsed:.2f} s"
+
+
+def test_shared_mnist_is_byte_identical_to_the_official_content(mnist_root):
+    # SHA256SUMS.raw of the shared copy lists the official decompressed files.
+    official = dict(line.split()[::-1] for line in
+                    (mnist_root / "SHA256SUMS.raw").read_text().splitlines() if line.strip())
+    ds = load_dataset("mnist", root=mnist_root)
+    arrays = {"train-images-idx3-ubyte": ds.X_train[..., 0], "train-labels-idx1-ubyte": ds.y_train,
+              "t10k-images-idx3-ubyte": ds.X_test[..., 0], "t10k-labels-idx1-ubyte": ds.y_test}
+    for stem, array in arrays.items():
+        assert sha256(idx_bytes(array.astype(np.uint8))) == official[stem], stem
+        assert len(idx_bytes(array)) == resources.RAW_SIZES[stem]
+
+
+def _peak(fn):
+    """Run ``fn`` under tracemalloc; return (its exception or None, peak traced bytes)."""
+    tracemalloc.start()
+    try:
+        try:
+            fn()
+            raised = None
+        except Exception as exc:  # noqa: BLE001 - returned for the test to check
+            raised = exc
+        return raised, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+BOMB = gzip.compress(bytes(20 << 20), mtime=0)  # 20 MiB of zeros in about 20 KB
+
+
+def _official_with_sizes(monkeypatch, name, data, content_checksums=True):
+    """Like ``_patch_checksums``, with the content sizes the loader bounds reads by."""
+    files = []
+    for split, (img, lab) in IDX_STEMS.items():
+        for stem, arr in ((img, data[split][0]), (lab, data[split][1])):
+            raw = idx_bytes(arr)
+            files.append(RemoteFile(stem + ".gz", sha256(gzip.compress(raw, mtime=0)), None,
+                                    sha256(raw) if content_checksums else None, len(raw)))
+    monkeypatch.setitem(resources.FILES, name, files)
+
+
+def test_gzip_bomb_under_an_official_name_stops_at_the_official_size(tmp_path, monkeypatch):
+    data = small_idx_set()
+    _official_with_sizes(monkeypatch, "mnist", data)
+    path = write_idx_set(tmp_path, data)["t10k-labels-idx1-ubyte"]
+    path.write_bytes(BOMB)
+    error, peak = _peak(lambda: load_dataset("mnist", root=tmp_path))
+    assert isinstance(error, FormatError), error
+    assert (f"{path}: decompresses to more than 18 bytes (the size of the official "
+            f"t10k-labels-idx1-ubyte)") in str(error)
+    assert peak < 4 << 20, f"peak {peak} bytes"
+
+
+def test_gzip_bomb_without_a_content_checksum_is_never_decompressed(tmp_path, monkeypatch):
+    data = small_idx_set()
+    _official_with_sizes(monkeypatch, "fashion-mnist", data, content_checksums=False)
+    path = write_idx_set(tmp_path, data)["train-images-idx3-ubyte"]
+    path.write_bytes(BOMB)
+    error, peak = _peak(lambda: load_dataset("fashion-mnist", root=tmp_path))
+    assert isinstance(error, ChecksumError) and str(path) in str(error)
+    assert peak < 4 << 20, f"peak {peak} bytes"
+
+
+def test_uncompressed_file_longer_than_the_official_one_is_not_read_whole(tmp_path,
+                                                                         monkeypatch):
+    data = small_idx_set()
+    _official_with_sizes(monkeypatch, "mnist", data)
+    write_idx_set(tmp_path, data)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes(idx_bytes(data["test"][1]) + bytes(20 << 20))
+    error, peak = _peak(lambda: load_dataset("mnist", root=tmp_path))
+    assert isinstance(error, FormatError), error
+    assert f"{path}: {18 + (20 << 20)} bytes, more than" in str(error)
+    assert peak < 4 << 20, f"peak {peak} bytes"
+
+
+def test_official_content_sizes_are_known_for_both_data_sets():
+    sizes = {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 60008,
+             "t10k-images-idx3-ubyte": 7840016, "t10k-labels-idx1-ubyte": 10008}
+    for name in ("mnist", "fashion-mnist"):
+        assert {r.filename[:-3]: r.raw_size for r in resources.FILES[name]} == sizes
 
 
 def _patch_checksums(monkeypatch, name, data):
