@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, FormatError
+from ..errors import ConfigError, DatasetError
 from . import resources
 from .base import get_spec
 from .download import RemoteFile, sha256_file
@@ -15,18 +15,24 @@ from .locations import find_file, resolve_root
 
 
 def _check(path: Path, remote: RemoteFile) -> tuple[str, str]:
-    """``(status, detail)`` for one file: ok / mismatch / unverifiable / unreadable."""
-    if path.name == remote.filename:  # the file as the mirrors serve it
-        got = sha256_file(path)
-        if got == remote.sha256:
-            return "ok", "SHA-256 of the served file"
-        if remote.raw_sha256 is None:
-            return "mismatch", f"SHA-256 {got}, expected {remote.sha256}"
-    elif remote.raw_sha256 is None:
-        return "unverifiable", "no official SHA-256 of this form of the file is known"
+    """``(status, detail)`` for one file: ok / mismatch / unverifiable.
+
+    A copy that is not the served file is decompressed no further than the
+    official content's size (``remote.raw_size``); a file that cannot be read
+    (not a regular file, corrupt gzip, too long) is a mismatch, with the reason.
+    """
     try:
-        content, _ = read_maybe_gzip(path)
-    except FormatError as exc:
+        if path.name == remote.filename:  # the file as the mirrors serve it
+            got = sha256_file(path)
+            if got == remote.sha256:
+                return "ok", "SHA-256 of the served file"
+            if remote.raw_sha256 is None:
+                return "mismatch", f"SHA-256 {got}, expected {remote.sha256}"
+        elif remote.raw_sha256 is None:
+            return "unverifiable", "no official SHA-256 of this form of the file is known"
+        content, _ = read_maybe_gzip(path, remote.raw_size,
+                                     f"the size of the official {remote.filename[:-3]}")
+    except DatasetError as exc:  # FormatError included
         return "mismatch", str(exc)
     got = hashlib.sha256(content).hexdigest()
     if got == remote.raw_sha256:
