@@ -19,6 +19,7 @@ the standard unpickler, and must hold exactly the expected arrays/lists.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from ..errors import ConfigError, DatasetError, FormatError
 from . import resources
 from .archive import read_members, safe_extract
 from .base import Dataset, check_options
-from .download import ensure_files, verify_file
+from .download import ensure_files, read_bounded, verify_file
 from .locations import resolve_root
 from .restricted_pickle import load as load_pickle
 
@@ -44,6 +45,7 @@ LAYOUT: dict[str, dict[str, Any]] = {
         "py_train": [f"data_batch_{i}" for i in range(1, 6)], "py_test": ["test_batch"],
         "py_meta": "batches.meta",
         "label_bytes": 1, "n_classes": {"fine": 10},
+        "max_records": {"train": 10000, "test": 10000},
     },
     "cifar100": {
         "bin_dir": "cifar-100-binary",
@@ -52,26 +54,65 @@ LAYOUT: dict[str, dict[str, Any]] = {
         "py_dir": "cifar-100-python",
         "py_train": ["train"], "py_test": ["test"], "py_meta": "meta",
         "label_bytes": 2, "n_classes": {"fine": 100, "coarse": 20},
+        "max_records": {"train": 50000, "test": 10000},
     },
 }
+# ``max_records``: the images one file of the official release holds (CIFAR-10:
+# five training batches and one test batch of 10000; CIFAR-100: one training
+# file of 50000 and one test file of 10000).  No file is read past what that
+# many records take (see ``_file_limit``).
+#: Most bytes of a python-release batch beyond its pixels: per image a label or
+#: two, a file name of about 30 characters and their pickle opcodes (~50 bytes),
+#: rounded up generously.
+PY_BYTES_PER_RECORD = 256
+#: Most bytes of a class-name file (``batches.meta.txt``, ``meta``): 100 names.
+META_MAX_BYTES = 1 << 16
 _BATCH_KEYS = {"batch_label", "labels", "data", "filenames", "fine_labels", "coarse_labels"}
 _META_KEYS = {"label_names", "num_cases_per_batch", "num_vis", "fine_label_names",
               "coarse_label_names"}
 
 
 def parse_binary(data: bytes, where: str | Path, label_bytes: int, label_index: int,
-                 n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+                 n_classes: int, max_records: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode a binary batch into images (n, 32, 32, 3) uint8 and labels (n,) int64.
 
-    ``label_index`` selects the label byte (CIFAR-100: 0 coarse, 1 fine).
-    Raises :class:`FormatError` when the length is not a whole number of
-    records or a label is out of range.
+    Parameters
+    ----------
+    data : bytes
+        The file's content: records of ``label_bytes`` label bytes then 3072 pixels.
+    where : str or Path
+        Named in error messages.
+    label_bytes : {1, 2}
+        CIFAR-10: 1; CIFAR-100: 2 (coarse, fine).
+    label_index : int
+        Which label byte to use (CIFAR-100: 0 coarse, 1 fine).
+    n_classes : int
+        Labels must be in ``0..n_classes - 1``.
+    max_records : int, optional
+        Most records the file may hold (the official file's count).
+
+    Raises
+    ------
+    ConfigError
+        ``label_bytes``/``label_index``/``n_classes`` themselves are invalid.
+    FormatError
+        The length is not a positive whole number of records or is over
+        ``max_records`` (checked before anything is allocated), or a label is
+        out of range.
     """
+    if label_bytes not in (1, 2) or not 0 <= label_index < label_bytes or n_classes < 1:
+        raise ConfigError(f"parse_binary: label_bytes must be 1 or 2 and 0 <= label_index < "
+                          f"label_bytes, n_classes >= 1; got {label_bytes}, {label_index}, "
+                          f"{n_classes}")
     record = label_bytes + PIXELS
     if len(data) == 0 or len(data) % record:
         raise FormatError(f"{where}: CIFAR batch of the wrong length: {len(data)} bytes is not "
                           f"a positive multiple of the {record}-byte record "
                           f"({label_bytes} label byte(s) + {PIXELS} pixels)")
+    if max_records is not None and len(data) // record > max_records:
+        raise FormatError(f"{where}: {len(data) // record} records, more than the "
+                          f"{max_records} of the official file")
     rows = np.frombuffer(data, np.uint8).reshape(-1, record)
     labels = rows[:, label_index].astype(np.int64)
     if labels.max() >= n_classes:
@@ -112,15 +153,47 @@ def _str_list(value: Any, where: str, key: str) -> list[str]:
     return [_text(v) for v in value]
 
 
-def parse_python_batch(data: bytes, where: str, label_key: str,
-                       n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode a python-release batch with the restricted reader and check its structure."""
+def parse_python_batch(data: bytes, where: str | Path, label_key: str, n_classes: int,
+                       max_records: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a python-release batch with the restricted reader and check its structure.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content (a pickle; never unpickled by Python's own unpickler).
+    where : str or Path
+        Named in error messages.
+    label_key : {"labels", "fine_labels", "coarse_labels"}
+        The entry holding the labels used.
+    n_classes : int
+        Labels must be in ``0..n_classes - 1``.
+    max_records : int, optional
+        Most images the file may hold (the official file's count).
+
+    Returns
+    -------
+    images : ndarray (n, 32, 32, 3) uint8
+    labels : ndarray (n,) int64
+
+    Raises
+    ------
+    FormatError
+        Anything :func:`.restricted_pickle.load` refuses, or content that is not
+        a CIFAR batch (missing/extra entries, wrong types, counts that disagree
+        or exceed ``max_records``, labels out of range).  No other exception
+        escapes for any ``data``.
+    """
+    where = str(where)
     batch = _keys_as_str(load_pickle(data, where), where, _BATCH_KEYS)
     X, y = batch.get("data"), batch.get(label_key)
     if not (isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim == 2
             and X.shape[1] == PIXELS):
-        got = f"{X.dtype} array {X.shape}" if isinstance(X, np.ndarray) else type(X).__name__
+        got = (f"{X.dtype} array {X.shape[:4]}" if isinstance(X, np.ndarray)
+               else type(X).__name__)
         raise FormatError(f"{where}: 'data' must be a uint8 array (n, {PIXELS}), found {got}")
+    if max_records is not None and len(X) > max_records:
+        raise FormatError(f"{where}: {len(X)} images, more than the {max_records} of the "
+                          f"official file")
     if not (isinstance(y, list) and all(type(v) is int for v in y)):
         raise FormatError(f"{where}: {label_key!r} must be a list of ints")
     for key in ("labels", "fine_labels", "coarse_labels"):
@@ -131,15 +204,22 @@ def parse_python_batch(data: bytes, where: str, label_key: str,
         _str_list(batch["filenames"], where, "filenames")
     if "batch_label" in batch and not isinstance(batch["batch_label"], (str, bytes)):
         raise FormatError(f"{where}: 'batch_label' must be a string")
-    labels = np.array(y, dtype=np.int64)
-    if len(labels) != len(X):
-        raise FormatError(f"{where}: {len(X)} images but {len(labels)} {label_key}")
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+    if len(y) != len(X):
+        raise FormatError(f"{where}: {len(X)} images but {len(y)} {label_key}")
+    # Checked as Python ints first: a label of 2**70 must not reach int64.
+    if not all(0 <= v < n_classes for v in y):
         raise FormatError(f"{where}: {label_key} outside 0..{n_classes - 1}")
+    labels = np.array(y, dtype=np.int64)
     return np.ascontiguousarray(X.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), labels
 
 
-def parse_python_meta(data: bytes, where: str, key: str, n_classes: int) -> list[str]:
+def parse_python_meta(data: bytes, where: str | Path, key: str, n_classes: int) -> list[str]:
+    """Class names from a python-release meta file (``batches.meta``, ``meta``).
+
+    Raises :class:`FormatError` for anything but a dict of name lists and ints
+    holding ``n_classes`` names under ``key``.
+    """
+    where = str(where)
     meta = _keys_as_str(load_pickle(data, where), where, _META_KEYS)
     if key not in meta:
         raise FormatError(f"{where}: no {key!r} entry")
@@ -168,10 +248,11 @@ def _decode(name: str, release: str, blobs: dict[str, bytes], prefix: str, label
                 # CIFAR-100 records: coarse byte first, then fine.
                 index = 1 if (lay["label_bytes"] == 2 and label == "fine") else 0
                 parsed.append(parse_binary(blobs[where], where, lay["label_bytes"], index,
-                                           n_classes))
+                                           n_classes, lay["max_records"][part]))
             else:
                 key = "labels" if name == "cifar10" else f"{label}_labels"
-                parsed.append(parse_python_batch(blobs[where], where, key, n_classes))
+                parsed.append(parse_python_batch(blobs[where], where, key, n_classes,
+                                                 lay["max_records"][part]))
         splits.append(parsed)
     if release == "binary":
         meta = prefix + lay["bin_meta"][label]
@@ -181,6 +262,21 @@ def _decode(name: str, release: str, blobs: dict[str, bytes], prefix: str, label
         key = "label_names" if name == "cifar10" else f"{label}_label_names"
         classes = parse_python_meta(blobs[meta], meta, key, n_classes)
     return splits[0], splits[1], classes
+
+
+def _file_limit(name: str, release: str, filename: str) -> tuple[int, str]:
+    """The most bytes ``filename`` of the official release may have, and why."""
+    lay = LAYOUT[name]
+    for part in ("train", "test"):
+        if filename in lay["bin_train" if part == "train" else "bin_test"]:
+            n = lay["max_records"][part]
+            record = lay["label_bytes"] + PIXELS
+            return n * record, f"{n} records of {record} bytes"
+        if filename in lay["py_train" if part == "train" else "py_test"]:
+            n = lay["max_records"][part]
+            return (n * (PIXELS + PY_BYTES_PER_RECORD),
+                    f"{n} images of {PIXELS} bytes and their labels and names")
+    return META_MAX_BYTES, "a class-name file"
 
 
 def _wanted(name: str, release: str, label: str) -> list[str]:
@@ -237,11 +333,14 @@ def load_cifar(name: str, root=None, download: bool = False, *, label: str = "fi
     if bin_dir.is_dir() or py_dir.is_dir():
         release, directory = ("binary", bin_dir) if bin_dir.is_dir() else ("python", py_dir)
         files = _wanted(name, release, label)
-        missing = [f for f in files if not (directory / f).is_file()]
+        # lexists: a FIFO, device or folder under a batch's name is not "missing"
+        # but refused by read_bounded, which never blocks on it.
+        missing = [f for f in files if not os.path.lexists(directory / f)]
         if missing:
             raise DatasetError(f"{directory}: missing CIFAR file(s) {', '.join(missing)}")
         prefix = f"{directory}/"
-        blobs = {prefix + f: (directory / f).read_bytes() for f in files}
+        blobs = {prefix + f: read_bounded(directory / f, *_file_limit(name, release, f),
+                                          what="CIFAR file") for f in files}
         how = f"extracted {release} release in {directory}"
     else:
         remote = bin_tar if (folder / bin_tar.filename).is_file() else py_tar

@@ -1,15 +1,19 @@
 import io
 import pickle
+import re
 import tarfile
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from datasets_helpers import (cifar_records, no_partial_files, py2_pickle, sha256, snapshot,
                               tar_bytes)
 from imgcls.datasets import load_dataset, resources
 from imgcls.datasets.archive import read_members, safe_extract
 from imgcls.datasets.download import RemoteFile
+from imgcls.datasets.cifar import parse_binary
 from imgcls.datasets.restricted_pickle import load as restricted_load
 from imgcls.errors import ChecksumError, ConfigError, DatasetError, FormatError
 
@@ -134,6 +138,99 @@ def test_binary_label_out_of_range(tmp_path):
     write_members(tmp_path, members)
     with pytest.raises(FormatError, match="test_batch.bin.*label 10"):
         load_dataset("cifar10", root=tmp_path)
+
+
+def test_more_records_than_the_official_file_are_refused_before_decoding(tmp_path, monkeypatch):
+    from imgcls.datasets import cifar
+
+    monkeypatch.setitem(cifar.LAYOUT["cifar10"], "max_records", {"train": 3, "test": 4})
+    members, _ = cifar10_binary_members(4)  # 4 records in each training batch
+    write_members(tmp_path, members)
+    path = tmp_path / "cifar-10-batches-bin" / "data_batch_1.bin"
+    with pytest.raises(FormatError, match=f"{path}: {4 * 3073} bytes, more than {3 * 3073} "
+                                          f"\\(3 records of 3073 bytes\\)"):
+        load_dataset("cifar10", root=tmp_path)
+    data, _, _ = cifar_records(4, 1)
+    with pytest.raises(FormatError, match="x.bin: 4 records, more than the 3 of the official"):
+        cifar.parse_binary(data, "x.bin", 1, 0, 10, max_records=3)
+
+
+def test_official_record_counts():
+    from imgcls.datasets.cifar import LAYOUT
+
+    assert LAYOUT["cifar10"]["max_records"] == {"train": 10000, "test": 10000}
+    assert LAYOUT["cifar100"]["max_records"] == {"train": 50000, "test": 10000}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_batch_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path, kind):
+    import os
+    import threading
+
+    members, _ = cifar10_binary_members()
+    del members["cifar-10-batches-bin/data_batch_2.bin"]
+    write_members(tmp_path, members)
+    path = tmp_path / "cifar-10-batches-bin" / "data_batch_2.bin"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    outcome = {}
+
+    def target():
+        try:
+            load_dataset("cifar10", root=tmp_path)
+        except Exception as exc:  # noqa: BLE001 - checked below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(5)
+    if thread.is_alive() and kind == "fifo":  # unblock a reader stuck in open()
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    assert not thread.is_alive(), "the loader blocked"
+    error = outcome.get("error")
+    assert isinstance(error, DatasetError), error
+    expected = "a FIFO \\(named pipe\\)" if kind == "fifo" else "a directory"
+    assert re.search(f"{path}: {expected}, not a regular CIFAR file", str(error)), error
+
+
+def test_parse_binary_refuses_invalid_arguments():
+    data, _, _ = cifar_records(1, 1)
+    with pytest.raises(ConfigError, match="label_index"):
+        parse_binary(data, "x.bin", 1, 1, 10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 3), extra=st.integers(-3, 3), label_bytes=st.sampled_from([1, 2]),
+       label=st.integers(0, 255), max_records=st.sampled_from([None, 1, 2, 3]))
+def test_any_binary_batch_decodes_or_raises_format_error(n, extra, label_bytes, label,
+                                                         max_records):
+    data = (bytes([label] * label_bytes) + bytes(range(256)) * 12) * n
+    data = data[:max(0, len(data) + extra)] if extra < 0 else data + bytes(extra)
+    try:
+        images, labels = parse_binary(data, "x.bin", label_bytes, label_bytes - 1,
+                                                 100)
+    except FormatError as exc:
+        assert str(exc).startswith("x.bin: ")
+        return
+    assert images.shape == (n, 32, 32, 3) and labels.tolist() == [label] * n
+
+
+def test_python_batch_label_too_large_for_int64(tmp_path):
+    members, _ = cifar10_python_members()
+    members["cifar-10-batches-py/data_batch_4"] = py2_pickle(
+        {b"labels": [0, 1], b"data": np.zeros((2, 3072), np.uint8)}).replace(
+        b"K\x01", b"\x8a\x09" + (2**70).to_bytes(9, "little"), 1)
+    write_members(tmp_path, members)
+    with pytest.raises(FormatError, match="data_batch_4.*labels outside 0..9"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+def test_python_batch_with_more_images_than_the_official_file(tmp_path):
+    from imgcls.datasets.cifar import parse_python_batch
+
+    blob = py2_pickle({b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 2]})
+    with pytest.raises(FormatError, match="x: 3 images, more than the 2 of the official file"):
+        parse_python_batch(blob, "x", "labels", 10, max_records=2)
+    assert parse_python_batch(blob, "x", "labels", 10, max_records=3)[1].tolist() == [0, 1, 2]
 
 
 def test_missing_files(tmp_path):
