@@ -5,12 +5,23 @@ here.  The data go to a temporary file *in the target directory* (so that the
 final ``os.replace`` is a rename within one file system, which POSIX and Windows
 make atomic), are flushed and fsync'ed, and only then replace the target.  On
 any error the temporary file is removed and the target is left as it was.
+
+What the user set up is kept:
+
+* a **symbolic link** stays a link: the file it points to (followed through
+  every link, relative or absolute) is what gets replaced, atomically, with the
+  temporary file next to it; a dangling link gets its target created;
+* an **existing file keeps its permission bits** (``0o600`` stays private: a
+  kNN model holds its whole training set) and, where the user may, its group;
+  setuid/setgid/sticky bits are dropped, as any write would.  A new file gets
+  ``0o666 & ~umask``, like any other new file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator, Mapping
@@ -58,7 +69,21 @@ def _reword(exc: OSError, message: str) -> OSError:
     return new
 
 
+def _resolve(path: Path, what: str) -> Path:
+    """The file a write to ``path`` must replace: ``path``, or a symlink's final target."""
+    if not os.path.islink(path):
+        return path
+    try:
+        return Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError:  # a dangling link: create what it points to
+        return Path(os.path.realpath(path))
+    except OSError as exc:  # ELOOP: a cycle of links
+        raise _reword(exc, f"cannot write {what} {str(path)!r}: cannot follow the symbolic "
+                           f"link ({exc.strerror or exc})") from exc
+
+
 def _open_temp(path: Path, what: str) -> tuple[int, str]:
+    """A temporary file next to ``path`` (already resolved), with the mode it should end with."""
     directory = path.parent
     if not directory.is_dir():
         raise FileNotFoundError(2, f"cannot write {what} {str(path)!r}: directory "
@@ -68,8 +93,19 @@ def _open_temp(path: Path, what: str) -> tuple[int, str]:
     except OSError as exc:
         raise _reword(exc, f"cannot write {what} {str(path)!r}: directory {str(directory)!r} "
                            f"is not writable ({exc.strerror or exc})") from exc
+    try:
+        old = os.stat(path)
+    except OSError:
+        old = None
+    if old is not None and stat.S_ISREG(old.st_mode):
+        # keep the permission bits (not setuid/setgid/sticky), and the group if allowed
+        mode = stat.S_IMODE(old.st_mode) & 0o777
+        with contextlib.suppress(OSError, AttributeError):
+            os.chown(tmp, -1, old.st_gid)
+    else:
+        mode = 0o666 & ~_current_umask()
     with contextlib.suppress(OSError):
-        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.chmod(tmp, mode)
     return fd, tmp
 
 
@@ -80,7 +116,9 @@ def atomic_write(path: str | os.PathLike, *, what: str = "file") -> Iterator[Bin
     Parameters
     ----------
     path : str or path-like
-        The final file.  Its directory must exist.
+        The final file.  Its directory must exist.  A symbolic link is
+        followed: its target is replaced and the link kept.  An existing file
+        keeps its permission bits.
     what : str
         What the file is, for error messages ("model file", "report" ...).
 
@@ -93,9 +131,10 @@ def atomic_write(path: str | os.PathLike, *, what: str = "file") -> Iterator[Bin
     Raises
     ------
     OSError
-        The directory does not exist or cannot be written; the message names it.
+        The directory does not exist or cannot be written, or ``path`` is a
+        cycle of symbolic links; the message names it.
     """
-    path = Path(path)
+    path = _resolve(Path(path), what)
     fd, tmp = _open_temp(path, what)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -126,6 +165,7 @@ def write_files_atomic(files: Mapping[str | os.PathLike, bytes], *, what: str = 
     Every file is first written in full to its own temporary file; only when all
     of them are on disk are they renamed into place, one after the other.  A
     failure while writing leaves every target untouched and no temporary file.
+    Links and permission bits are kept as in :func:`atomic_write`.
 
     Parameters
     ----------
@@ -135,12 +175,12 @@ def write_files_atomic(files: Mapping[str | os.PathLike, bytes], *, what: str = 
 
     Returns
     -------
-    paths : list of Path, in the order given.
+    paths : list of Path, as given, in the order given.
     """
     temps: list[tuple[str, Path]] = []
     try:
         for target, data in files.items():
-            target = Path(target)
+            target = _resolve(Path(target), what)
             fd, tmp = _open_temp(target, what)
             temps.append((tmp, target))
             with os.fdopen(fd, "wb") as f:
@@ -160,4 +200,4 @@ def write_files_atomic(files: Mapping[str | os.PathLike, bytes], *, what: str = 
         raise
     for directory in {target.parent for _, target in temps}:
         _fsync_dir(directory)
-    return [target for _, target in temps]
+    return [Path(target) for target in files]
