@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Mapping
+import re
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 __all__ = ["encode", "decode", "EncodeError", "DecodeError", "tensor_sha256",
-           "TENSOR_DTYPES", "is_tensor"]
+           "TENSOR_DTYPES", "MAX_DEPTH", "is_tensor"]
 
 #: numpy dtypes safetensors stores as tensors.
 TENSOR_DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32",
@@ -38,6 +39,19 @@ TENSOR_DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32",
 _SCALAR_DTYPES = TENSOR_DTYPES
 # largest string item allowed in a file (a crafted "<U999999999" must not allocate GBs)
 _MAX_ITEMSIZE = 1 << 20
+# fixed-width string dtypes as numpy writes them in dtype.str ("<U3", "|S8")
+_STRING_DTYPE = re.compile(r"[<>|=]?[US][0-9]{1,9}")
+# a string array may always take 1 MiB; beyond that at most 8 bytes per character
+# (plus one per element) present in the file.  8 covers numpy's own UCS-4 layout
+# (4 bytes per character) of strings of equal length with room for padding.
+_STRING_FLOOR = 1 << 20
+_STRING_INFLATION = 8
+# numpy 1.x allows 32 dimensions (numpy 2: 64); no estimator needs more
+_MAX_NDIM = 32
+
+#: Deepest nesting :func:`decode` accepts (each list, dict or tag is one level).
+#: imgcls's own values nest a few levels; Python's recursion limit is 1000.
+MAX_DEPTH = 100
 
 
 class EncodeError(ValueError):
@@ -101,72 +115,149 @@ def encode(value: Any, where: str) -> Any:
 
 
 def decode(value: Any, where: str) -> Any:
-    """Inverse of :func:`encode`; raises DecodeError on anything it did not produce."""
+    """Inverse of :func:`encode`; raises DecodeError on anything it did not produce.
+
+    Bounded for values from strangers: nesting deeper than :data:`MAX_DEPTH`
+    is refused before Python's recursion limit is reached, and a ``$array``'s
+    stated shape is checked against the values actually present before any
+    array is allocated (see :func:`_decode_array`).
+    """
+    return _decode(value, where, 0)
+
+
+def _decode(value: Any, where: str, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"{where}: nested deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, (bool, str, int, float)):
         return value
     if isinstance(value, list):
-        return [decode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_decode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if not isinstance(value, dict):
         raise DecodeError(f"{where}: unexpected JSON {type(value).__name__} {str(value)[:60]}")
     if not any(isinstance(k, str) and k.startswith("$") for k in value):
-        return {k: decode(v, f"{where}[{k!r}]") for k, v in value.items()}
+        return {k: _decode(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
     if len(value) != 1:
         raise DecodeError(f"{where}: a tagged value must have exactly one key, got "
                           f"{sorted(value)[:5]}")
     (tag, body), = value.items()
     try:
         if tag == "$tuple" and isinstance(body, list):
-            return tuple(decode(v, f"{where}[{i}]") for i, v in enumerate(body))
+            return tuple(_decode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(body))
         if tag == "$dict" and isinstance(body, list):
             out = {}
             for pair in body:
                 if not (isinstance(pair, list) and len(pair) == 2):
                     raise DecodeError(f"{where}: a $dict entry is not a [key, value] pair")
-                key = decode(pair[0], f"{where} key")
+                key = _decode(pair[0], f"{where} key", depth + 1)
                 if isinstance(key, list):
                     raise DecodeError(f"{where}: a list cannot be a dict key")
-                out[key] = decode(pair[1], f"{where}[{key!r}]")
+                out[key] = _decode(pair[1], f"{where}[{key!r}]", depth + 1)
             return out
         if tag == "$float" and body in ("nan", "inf", "-inf"):
             return float(body)
         if tag == "$scalar" and isinstance(body, list) and len(body) == 2 \
                 and body[0] in _SCALAR_DTYPES:
-            return np.dtype(body[0]).type(decode(body[1], where))
+            number = _decode(body[1], where, depth + 1)
+            if not isinstance(number, (bool, int, float)):
+                raise DecodeError(f"{where}: bad $scalar value (not a number: "
+                                  f"{type(number).__name__})")
+            return np.dtype(body[0]).type(number)
         if tag == "$array" and isinstance(body, list) and len(body) == 3:
-            return _decode_array(body, where)
-    except (TypeError, ValueError, OverflowError) as exc:
+            return _decode_array(body, where, depth)
+    except (TypeError, ValueError, OverflowError, MemoryError) as exc:
         if isinstance(exc, DecodeError):
             raise
         raise DecodeError(f"{where}: bad {tag} value ({exc})") from None
     raise DecodeError(f"{where}: unknown or malformed tag {tag!r}")
 
 
-def _decode_array(body: list, where: str) -> np.ndarray:
+def _count_leaves(values: Any, shape: list[int], where: str, scalar_leaves: bool) -> int:
+    """Check that nested lists hold exactly ``shape``; the number of leaves.
+
+    Walks the values the file actually contains, so a stated shape can never
+    make the decoder allocate more elements than are present.  With
+    ``scalar_leaves`` (numbers and strings) a leaf may not itself be a list;
+    object arrays may hold lists as elements.
+    """
+    if not shape:
+        if scalar_leaves and isinstance(values, list):
+            raise DecodeError(f"{where}: array values do not have the stated shape "
+                              "(a list where a single element belongs)")
+        return 1
+    if not isinstance(values, list) or len(values) != shape[0]:
+        raise DecodeError(f"{where}: array values do not have the stated shape {shape}")
+    return sum(_count_leaves(v, shape[1:], where, scalar_leaves) for v in values)
+
+
+def _leaves(values: Any, ndim: int) -> Iterator[Any]:
+    if ndim == 0:
+        yield values
+        return
+    for v in values:
+        yield from _leaves(v, ndim - 1)
+
+
+def _decode_array(body: list, where: str, depth: int) -> np.ndarray:
+    """A ``$array``, allocated only after its values have been counted.
+
+    The stated shape must describe the nested lists exactly (checked without
+    allocating).  For strings, numpy's fixed item size could still multiply
+    a few characters into gigabytes, so the item size must fit the longest
+    value, and the whole array may take at most
+    ``max(_STRING_FLOOR, _STRING_INFLATION * (characters + elements))`` bytes.
+    """
     dtype_str, shape, values = body
-    if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
-        raise DecodeError(f"{where}: bad array shape {shape!r}")
+    if not (isinstance(shape, list)
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
+        raise DecodeError(f"{where}: bad array shape {str(shape)[:80]}")
+    if len(shape) > _MAX_NDIM:
+        raise DecodeError(f"{where}: $array with {len(shape)} dimensions; at most {_MAX_NDIM} "
+                          "are allowed")
+    if not isinstance(dtype_str, str):
+        raise DecodeError(f"{where}: bad array dtype {str(dtype_str)[:40]!r}")
     if dtype_str == "object":
         # fill element by element so nested lists stay Python objects, not new axes
+        _count_leaves(values, shape, where, scalar_leaves=False)
+        elements = _decode(values, where, depth + 1)
         arr = np.empty(tuple(shape), dtype=object)
-        elements = decode(values, where)
         if arr.ndim == 0:
             arr[()] = elements
         else:
             _fill(arr, elements, where)
         return arr
-    if not isinstance(dtype_str, str):
-        raise DecodeError(f"{where}: bad array dtype {dtype_str!r}")
-    dtype = np.dtype(dtype_str)
     if dtype_str in TENSOR_DTYPES:
-        arr = np.array(decode(values, where), dtype=dtype)
-    elif dtype.kind not in "US" or dtype.itemsize > _MAX_ITEMSIZE:
-        raise DecodeError(f"{where}: $array holds numbers, strings or objects, not {dtype_str!r}")
-    elif dtype.kind == "S":
-        arr = np.char.encode(np.array(values, dtype=str).reshape(shape), "latin-1").astype(dtype)
+        _count_leaves(values, shape, where, scalar_leaves=True)
+        arr = np.array(_decode(values, where, depth + 1), dtype=np.dtype(dtype_str))
+    elif _STRING_DTYPE.fullmatch(dtype_str):
+        dtype = np.dtype(dtype_str)
+        if dtype.itemsize > _MAX_ITEMSIZE:
+            raise DecodeError(f"{where}: $array holds numbers, strings or objects, not "
+                              f"{dtype_str!r} (items of {dtype.itemsize} bytes; at most "
+                              f"{_MAX_ITEMSIZE})")
+        n = _count_leaves(values, shape, where, scalar_leaves=True)
+        leaves = list(_leaves(values, len(shape)))
+        if not all(isinstance(s, str) for s in leaves):
+            raise DecodeError(f"{where}: a string array holds a value that is not a string")
+        longest = max((len(s) for s in leaves), default=0)
+        char_size = 4 if dtype.kind == "U" else 1
+        if dtype.itemsize < longest * char_size:
+            raise DecodeError(f"{where}: $array dtype {dtype_str} is shorter than its longest "
+                              f"value ({longest} characters)")
+        budget = max(_STRING_FLOOR, _STRING_INFLATION * (sum(map(len, leaves)) + n))
+        if n * dtype.itemsize > budget:
+            raise DecodeError(f"{where}: $array dtype {dtype_str} is larger than its values "
+                              f"need ({n} x {dtype.itemsize} bytes for "
+                              f"{sum(map(len, leaves))} characters)")
+        if dtype.kind == "S":
+            arr = np.char.encode(np.array(values, dtype=str).reshape(shape),
+                                 "latin-1").astype(dtype)
+        else:
+            arr = np.array(values, dtype=dtype)
     else:
-        arr = np.array(values, dtype=dtype)
+        raise DecodeError(f"{where}: $array holds numbers, strings or objects, "
+                          f"not {dtype_str[:40]!r}")
     if list(arr.shape) != shape:
-        if arr.size == 0 and int(np.prod(shape)) == 0:
+        if arr.size == 0 and math.prod(shape) == 0:
             return arr.reshape(shape)
         raise DecodeError(f"{where}: array values do not have the stated shape {shape}")
     return arr
