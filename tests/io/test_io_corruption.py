@@ -44,7 +44,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory(tmp_path):
-    with pytest.raises(ModelFileError, match="is a directory"):
+    with pytest.raises(ModelFileError, match="a directory, not a regular model file"):
         load(tmp_path)
 
 
