@@ -121,7 +121,8 @@ def test_a_silent_server_is_reported_as_a_timeout(tmp_path, monkeypatch):
         sock.bind(("127.0.0.1", 0))
         sock.listen(4)
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/x"
-        with pytest.raises(DownloadError, match=f"{url}/blob.bin: timed out \\(no data for 0.3 s\\)"):
+        with pytest.raises(DownloadError,
+                           match=f"{url}/blob.bin: timed out \\(no data for 0.3 s\\)"):
             download(REMOTE, [url], tmp_path, retries=0)
 
 
@@ -134,7 +135,8 @@ def test_reasons_are_named_for_each_kind_of_failure():
     assert describe_failure(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
                             ) == "connection refused ([Errno 111] Connection refused)"
     assert describe_failure(TimeoutError()).startswith("timed out (no data for")
-    assert describe_failure(urllib.error.URLError(ssl.SSLError(1, "bad cert"))).startswith("TLS error")
+    assert describe_failure(urllib.error.URLError(ssl.SSLError(1, "bad cert"))
+                            ).startswith("TLS error")
     assert describe_failure(ValueError("unknown url type: 'ftpx'")) == "unknown url type: 'ftpx'"
     assert describe_failure(OSError()) == "OSError"
     assert describe_failure(urllib.error.URLError("two\nlines")) == "two lines"

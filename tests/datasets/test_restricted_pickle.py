@@ -125,7 +125,8 @@ def test_array_shape_whose_product_wraps_int64_is_refused():
 
 _keys = st.one_of(st.text(max_size=8), st.binary(min_size=1, max_size=8), st.integers(-1000, 1000))
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
-                     st.floats(allow_nan=False), st.text(max_size=20), st.binary(min_size=1, max_size=20))
+                     st.floats(allow_nan=False), st.text(max_size=20),
+                     st.binary(min_size=1, max_size=20))
 # (an empty bytes object pickles at protocol 2 as a call of ``bytes()``, which no
 # CIFAR file holds and the reader refuses)
 
@@ -145,7 +146,8 @@ def test_plain_data_round_trips(value, protocol):
 
 
 _VALID = py2_pickle({b"batch_label": b"training batch 1 of 5",
-                     b"labels": [3, 1, 4], b"data": np.arange(3 * 3072).astype(np.uint8).reshape(3, 3072),
+                     b"labels": [3, 1, 4],
+                     b"data": np.arange(3 * 3072).astype(np.uint8).reshape(3, 3072),
                      b"filenames": [b"a.png", b"b.png", b"c.png"]})
 
 
