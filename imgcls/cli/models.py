@@ -5,7 +5,10 @@
     imgcls predict knn.safetensors digit.png other.jpg --top 5
 
 ``train`` fits on the training split only and saves with :func:`imgcls.io.save`
-(atomic: an interrupted or failed run leaves no file).  ``evaluate`` reports
+(atomic: an interrupted or failed run leaves no file).  ``--key-file FILE``
+signs the model (``train``) or demands a valid signature (``evaluate``,
+``predict``): HMAC-SHA256 under the secret key held in FILE, see
+:mod:`imgcls.io.modelfile` for what that protects against.  ``evaluate`` reports
 top-1/top-5 accuracy on the test split.  ``predict`` reads each image with
 Pillow and converts it to the model's input as documented in
 :mod:`imgcls.pipeline.images` (channels converted where unambiguous, resized to
@@ -24,7 +27,14 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["register", "parse_param"]
+__all__ = ["register", "parse_param", "read_key_file"]
+
+# A key file holds a secret of a few dozen bytes; anything much larger is the
+# wrong file (4 KiB leaves room for any key format, and bounds the read).
+_MAX_KEY_FILE = 4096
+_KEY_HELP = ("file holding the secret key (at least 16 bytes; e.g. made with "
+             "\"python -c 'import secrets; print(secrets.token_hex(32))' > key\"); "
+             "trailing newlines are ignored")
 
 
 def register(subparsers) -> None:
@@ -38,6 +48,8 @@ def register(subparsers) -> None:
     t.add_argument("--seed", type=int, default=None,
                    help="seed of the fit (linear models), default: the estimator's")
     t.add_argument("--out", required=True, metavar="MODEL", help="model file to write")
+    t.add_argument("--key-file", metavar="FILE", default=None,
+                   help="sign the model file with HMAC-SHA256 under this key: " + _KEY_HELP)
     t.add_argument("--json", action="store_true", help="print a JSON summary")
     t.set_defaults(func=_train)
 
@@ -45,6 +57,8 @@ def register(subparsers) -> None:
                               description="Evaluate a saved model on the test split of a data set.")
     e.add_argument("model", metavar="MODEL", help="a model file written by imgcls train/run")
     _dataset_args(e)
+    e.add_argument("--key-file", metavar="FILE", default=None,
+                   help="refuse the model unless it is signed with this key: " + _KEY_HELP)
     e.add_argument("--json", action="store_true", help="print JSON")
     e.set_defaults(func=_evaluate)
 
@@ -60,6 +74,8 @@ def register(subparsers) -> None:
     p.add_argument("model", metavar="MODEL", help="a model file written by imgcls train/run")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("--top", type=int, default=5, help="classes to show per image (default 5)")
+    p.add_argument("--key-file", metavar="FILE", default=None,
+                   help="refuse the model unless it is signed with this key: " + _KEY_HELP)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_predict)
 
@@ -93,6 +109,31 @@ def parse_param(text: str) -> tuple[str, object]:
     return key, raw
 
 
+def read_key_file(path: str | None) -> bytes | None:
+    """The key held in a key file (its bytes, trailing CR/LF removed), or None for no file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not a regular file, larger than 4 KiB, or holds
+        fewer than :data:`imgcls.io.MIN_KEY_BYTES` bytes; the message names it.
+    """
+    from ..io import MIN_KEY_BYTES
+    from .._files import open_regular
+
+    if path is None:
+        return None
+    with open_regular(path, error=ConfigError, what="key file") as f:
+        data = f.read(_MAX_KEY_FILE + 1)
+    if len(data) > _MAX_KEY_FILE:
+        raise ConfigError(f"--key-file {path}: larger than {_MAX_KEY_FILE} bytes; not a key file")
+    key = data.rstrip(b"\r\n")
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"--key-file {path}: holds {len(key)} bytes; a key needs at least "
+                          f"{MIN_KEY_BYTES} (e.g. 32 random bytes as 64 hex digits)")
+    return key
+
+
 def _check_model_out(path: Path) -> None:
     from ..pipeline.study import check_out_dir
 
@@ -111,6 +152,7 @@ def _train(args) -> int:
         raise ConfigError(f"--model takes one name, got {args.model!r}")
     params = dict(parse_param(p) for p in args.param)
     model = make_estimator(name, params)  # unknown keys fail here, before any data is read
+    signing_key = read_key_file(args.key_file)
     if args.seed is not None:
         for key in ("random_state", "seed"):
             if key in model.get_params() and key not in params:
@@ -121,15 +163,16 @@ def _train(args) -> int:
     t0 = time.perf_counter()
     model.fit(ds.X_train, ds.y_train)
     fit_time = time.perf_counter() - t0
-    imgcls_io.save(model, out, classes=[ds.classes[int(c)] for c in model.classes_])
+    imgcls_io.save(model, out, classes=[ds.classes[int(c)] for c in model.classes_],
+                   key=signing_key)
     summary = {"model": name, "estimator": type(model).__name__, "params": model.get_params(),
                "dataset": ds.name, "n_train": int(len(ds.y_train)), "fit_time": fit_time,
-               "path": str(out)}
+               "path": str(out), "signed": signing_key is not None}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"trained {type(model).__name__} on {len(ds.y_train)} training samples of "
-              f"{ds.name} in {fit_time:.2f} s; saved: {out}")
+              f"{ds.name} in {fit_time:.2f} s; saved{' and signed' if signing_key else ''}: {out}")
     return 0
 
 
@@ -158,7 +201,7 @@ def _evaluate(args) -> int:
     from ..datasets import load_dataset
     from ..pipeline import evaluate_model
 
-    model = imgcls_io.load(args.model)
+    model = imgcls_io.load(args.model, key=read_key_file(args.key_file))
     ds = load_dataset(args.dataset, root=args.root, download=args.download)
     _check_input(model, ds, args.model)
     n_classes = max(ds.n_classes, len(model.classes_))
@@ -181,7 +224,7 @@ def _predict(args) -> int:
 
     if args.top < 1:
         raise ConfigError(f"--top must be >= 1, got {args.top}")
-    model = imgcls_io.load(args.model)
+    model = imgcls_io.load(args.model, key=read_key_file(args.key_file))
     shape = getattr(model, "image_shape_", None)
     # Read every file first: a bad one is reported before any output.
     X = np.concatenate([read_image_for_model(path, shape) for path in args.images])

@@ -68,6 +68,7 @@ from typing import Any, BinaryIO, Mapping
 import numpy as np
 
 from .._files import open_regular
+from .._validation import validate_learned_attributes
 from .._version import __version__
 from ..errors import ModelFileError
 from .atomic import write_bytes_atomic
@@ -202,7 +203,12 @@ def _class_names(classes: Any, attrs: Mapping[str, Any]) -> list[str] | None:
     if isinstance(classes, (str, bytes)) or not hasattr(classes, "__len__"):
         raise ValueError(f"classes: expected a list of class names, got {type(classes).__name__}")
     names = [str(c) for c in classes]
-    n = len(np.asarray(attrs["classes_"])) if "classes_" in attrs else None
+    n = None
+    if "classes_" in attrs:
+        labels = np.asarray(attrs["classes_"])
+        if labels.ndim == 0:
+            raise ValueError("model: classes_ is a single value, not an array of labels")
+        n = len(labels)
     if n is not None and len(names) != n:
         raise ValueError(f"classes: {len(names)} names given but the model has {n} classes "
                          "(classes_); give one name per entry of classes_")
@@ -776,8 +782,6 @@ def load(path: str | os.PathLike, *, key: bytes | str | None = None,
     names = _stored_class_names(path, doc, attrs)
     if names is not None:
         attrs["class_names_"] = names
-    from .._validation import validate_learned_attributes
-
     try:
         validate_learned_attributes(cls, attrs, params=model.get_params(deep=False))
     except ValueError as exc:

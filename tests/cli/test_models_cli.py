@@ -1,6 +1,9 @@
 """imgcls train / evaluate / predict, in-process, and each bad input."""
 
 import json
+import os
+import re
+import threading
 
 import numpy as np
 import pytest
@@ -163,3 +166,79 @@ def test_parse_param_values():
     assert parse_param("metric=l2") == ("metric", "l2")
     assert parse_param("center=False") == ("center", False)
     assert parse_param("working_memory=none") == ("working_memory", None)
+
+
+# ------------------------------------------------------------ signatures and odd files
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("keys") / "model.key"
+    path.write_text("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def signed_knn(tmp_path_factory, key_file):
+    path = tmp_path_factory.mktemp("signed") / "knn.safetensors"
+    assert main(["train", "--model", "knn", "--param", "k=3", "--out", str(path),
+                 "--key-file", str(key_file)]) == 0
+    return path
+
+
+def test_signed_model_predicts_with_its_key(signed_knn, key_file, digit_png, capsys):
+    paths, labels = digit_png
+    capsys.readouterr()
+    assert main(["predict", str(signed_knn), str(paths[0]), "--key-file", str(key_file),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["predictions"][0]["top"][0]["label"] == labels[0]
+    # the key file's trailing newline is not part of the key
+    key = key_file.read_bytes().rstrip(b"\n")
+    assert imgcls.load(signed_knn, key=key).k == 3
+    assert main(["evaluate", str(signed_knn), "--key-file", str(key_file)]) == 0
+
+
+def test_key_file_refuses_unsigned_and_other_keys(knn_file, signed_knn, tmp_path, capsys,
+                                                  digit_png):
+    other = tmp_path / "other.key"
+    other.write_bytes(b"another key, 32 bytes long......")
+    image = str(digit_png[0][0])
+    msg = _error(capsys, ["predict", str(knn_file), image, "--key-file", str(other)])
+    assert "knn.safetensors" in msg and "not signed" in msg
+    msg = _error(capsys, ["evaluate", str(signed_knn), "--key-file", str(other)])
+    assert "signature does not match" in msg
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"short\n", "holds 5 bytes; a key needs at least 16"),
+    (b"k" * 5000, "larger than 4096 bytes"),
+])
+def test_bad_key_files(tmp_path, knn_file, capsys, content, match):
+    bad = tmp_path / "bad.key"
+    bad.write_bytes(content)
+    out = tmp_path / "m.safetensors"
+    msg = _error(capsys, ["train", "--model", "knn", "--out", str(out), "--key-file", str(bad)])
+    assert "bad.key" in msg and re.search(match, msg)
+    assert not out.exists()
+    assert "bad.key" in _error(capsys, ["evaluate", str(knn_file), "--key-file", str(bad)])
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_model_and_key_file_do_not_hang(tmp_path, knn_file, digit_png, capsys):
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    image = str(digit_png[0][0])
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        model=_error(capsys, ["predict", str(fifo), image]),
+        key=_error(capsys, ["predict", str(knn_file), image, "--key-file", str(fifo)])),
+        daemon=True)
+    t.start()
+    t.join(20)
+    if t.is_alive():  # release the blocked reader, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(5)
+        pytest.fail("imgcls predict blocked on a FIFO")
+    assert "FIFO" in result["model"] and "model.safetensors" in result["model"]
+    assert "FIFO" in result["key"]

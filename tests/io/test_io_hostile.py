@@ -211,7 +211,8 @@ def test_class_names_must_be_one_str_per_class(victim, names):
     _fails(victim, "class_names")
 
 
-@pytest.mark.parametrize("shape", [(2 ** 31, 2 ** 31), (4, 4, 2), (4, -4, -1), (4.0, 4, 1), [4, 4, 1]])
+@pytest.mark.parametrize("shape", [(2 ** 31, 2 ** 31), (4, 4, 2), (4, -4, -1), (4.0, 4, 1),
+                                   [4, 4, 1]])
 def test_image_shape_must_match_n_features(tmp_path, fitted, shape):
     model, _ = fitted
 

@@ -93,7 +93,8 @@ def test_malformed_signature(signed, value):
 
 
 @pytest.mark.parametrize("key, message", [
-    (b"short", "at least 16 bytes"), ("", "at least 16 bytes"), (12345678901234567890, "bytes or str"),
+    (b"short", "at least 16 bytes"), ("", "at least 16 bytes"),
+    (12345678901234567890, "bytes or str"),
     (None, None),
 ])
 def test_key_argument(tmp_path, fitted, key, message):
