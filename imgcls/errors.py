@@ -13,7 +13,7 @@ Hierarchy::
     │   ├── ChecksumError               a file's SHA-256 differs from the expected one
     │   ├── DownloadError               no mirror delivered a good file
     │   └── ImageError                  an image is corrupt, truncated or too large
-    ├── ModelFileError (ValueError)     a model file is truncated, tampered or too new
+    ├── ModelFileError (ValueError)     a model file is damaged, malformed, unsigned or too new
     ├── ConfigError (ValueError)        an unknown name or a value that cannot apply
     └── TrainingDivergedError (ArithmeticError)  the loss became NaN or infinite
 """
@@ -46,7 +46,7 @@ class ImageError(DatasetError):
 
 
 class ModelFileError(ImgclsError, ValueError):
-    """A model file is truncated, tampered with, or written by a newer format."""
+    """A model file is damaged, malformed, fails its signature check, or is too new."""
 
 
 class ConfigError(ImgclsError, ValueError):
