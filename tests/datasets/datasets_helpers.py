@@ -131,3 +131,34 @@ def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
 def no_partial_files(folder: Path) -> bool:
     return not any(p.name.endswith(".part") or p.name.startswith(".extracting-")
                    for p in folder.rglob("*")) if folder.exists() else True
+
+
+# --- .npy / .npz files written field by field, so that headers can lie ---
+
+def npy_bytes(descr: str, shape, data: bytes = b"", fortran: bool = False,
+              version: tuple[int, int] = (1, 0), header: str | None = None) -> bytes:
+    """A .npy file: magic, version, little-endian header length, header text, data.
+
+    ``header`` replaces the dict text when given (for malformed headers); the
+    header is padded with spaces and a newline to a multiple of 64 bytes, as
+    numpy writes it.
+    """
+    text = header if header is not None else (
+        f"{{'descr': {descr!r}, 'fortran_order': {fortran}, 'shape': {tuple(shape)!r}, }}")
+    prefix_len = 10 if version[0] == 1 else 12
+    encoded = text.encode("utf-8") if version[0] >= 3 else text.encode("latin-1", "replace")
+    body = encoded + b" " * (-(prefix_len + len(encoded) + 1) % 64) + b"\n"
+    length = struct.pack("<H" if version[0] == 1 else "<I", len(body))
+    return b"\x93NUMPY" + bytes(version) + length + body + data
+
+
+def npz_bytes(members: dict[str, bytes], deflate: bool = False) -> bytes:
+    """A zip archive of ``members`` (name -> bytes), stored or deflated."""
+    import zipfile
+
+    buf = io.BytesIO()
+    method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
+    with zipfile.ZipFile(buf, "w", compression=method) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
