@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 import zipfile
 import zlib
@@ -314,10 +315,15 @@ def read_arrays(path: str | os.PathLike, *, max_inflate_ratio: float = MAX_INFLA
     """
     max_ratio = _check_ratio(max_inflate_ratio)
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_folder = stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file or folder") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise DatasetError(f"{str(path)!r}: cannot read ({reason})") from None
+    if is_folder:
         return _read_npy_folder(path)
-    if not path.exists() and not path.is_symlink():
-        raise DatasetError(f"{path}: no such file or folder")
     return _read_npz(path, max_ratio)
 
 

@@ -293,3 +293,10 @@ def test_fifos_are_refused_without_blocking(tmp_path):
     (folder / "y.npy").write_bytes(_valid_y(2))
     with pytest.raises(DatasetError, match=f"{folder / 'X.npy'}.*FIFO"):
         load_dataset(f"npz:{folder}")
+
+
+@pytest.mark.parametrize("name", ["npz:/nonexistent/dir/x.npz", "npz:/tmp/a\0b.npz",
+                                  "npz:/" + "a" * 5000])
+def test_unusable_paths_are_a_dataset_error(name):
+    with pytest.raises(DatasetError, match="no such file|cannot read"):
+        load_dataset(name)
