@@ -3,6 +3,10 @@
 Two things live here, one owner each:
 
 * :func:`flatten_images`, how every estimator turns images into rows;
+* the parameter vocabulary: estimators declare scikit-learn's
+  ``_parameter_constraints`` (with :class:`Interval` from here, which refuses
+  ``bool``), ``fit`` calls ``self._validate_params()``, and searches check
+  every grid point up front with :func:`check_grid_points`;
 * the small vocabulary an estimator class uses to declare what its fitted
   state looks like (``_learned_attribute_schema``), and the ONE checker of an
   attribute dict against it, :func:`validate_learned_attributes`.  Model files
@@ -32,11 +36,15 @@ it.  Every violation is a ``ValueError("<attribute>: <cause>")``, one line.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
+from sklearn.utils._param_validation import Interval as _SklearnInterval
+from sklearn.utils._param_validation import InvalidParameterError
 
-__all__ = ["flatten_images", "validate_learned_attributes", "Schema", "Array", "Int",
+from .errors import ConfigError
+
+__all__ = ["flatten_images", "Interval", "check_grid_points", "validate_learned_attributes", "Schema", "Array", "Int",
            "Float", "ImageShape", "Names", "Records", "CLASSIFIER_ATTRIBUTES"]
 
 
@@ -62,7 +70,72 @@ def flatten_images(X):
     return X, None
 
 
-# ------------------------------------------------------------------ schema vocabulary
+# ------------------------------------------------------------------- parameters
+
+class Interval(_SklearnInterval):
+    """scikit-learn's ``Interval`` constraint, except that ``bool`` is refused.
+
+    ``True`` is an ``int`` to Python, but never a meaningful count, size, rate
+    or seed for an imgcls parameter; ``k=True`` is a mistake to report.
+    Everything else (bounds, ``closed``, the one-line message of
+    ``InvalidParameterError``) is scikit-learn's.  Use ``np.inf`` as the right
+    bound with ``closed="neither"``/``"left"`` to refuse infinity.
+    """
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+
+def _format_point(params: Mapping[str, Any]) -> str:
+    """``a=1, b='x'``: numpy scalars (from scipy.stats draws) shown as plain numbers."""
+    return ", ".join(f"{k}={_short(v.item() if isinstance(v, np.generic) else v)}"
+                     for k, v in sorted(params.items()))
+
+
+def check_grid_points(estimator, points: Iterable[Mapping[str, Any]], *,
+                      where: str = "grid") -> None:
+    """Validate every parameter set of a search before anything is fitted.
+
+    Each point is checked the way ``fit`` would check it: a clone of
+    ``estimator`` with the point's parameters set, then the estimator's own
+    ``_validate_params()`` (its ``_parameter_constraints``).  An estimator
+    without ``_parameter_constraints`` (a third-party one) is not checked here;
+    its ``fit`` judges its parameters.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The template; it is not modified.
+    points : iterable of dict
+        Parameter name -> value, one dict per grid point.  Names must be
+        parameters of ``estimator`` (callers report unknown names first).
+    where : str
+        What the points are, for the message (e.g. ``"grid"``, ``"kNN grid"``).
+
+    Raises
+    ------
+    ConfigError
+        ``"<where> point i of n (name=value, ...): <scikit-learn's message>"``
+        for the first point a constraint refuses; the message names the
+        parameter and what is allowed.  The ``InvalidParameterError`` is chained
+        as the cause.
+    """
+    from sklearn.base import clone
+
+    if getattr(estimator, "_parameter_constraints", None) is None:
+        return
+    points = list(points)
+    for i, params in enumerate(points):
+        model = clone(estimator)
+        try:
+            model.set_params(**params)
+            model._validate_params()
+        except InvalidParameterError as exc:
+            raise ConfigError(f"{where} point {i + 1} of {len(points)} "
+                              f"({_format_point(params)}): {exc}") from exc
+
+
+# ------------------------------------------------------------ learned attributes
 
 #: Most axes of one sample's shape: numpy 1.x arrays have at most 32 axes
 #: (NPY_MAXDIMS), and ``templates_`` adds the class axis in front.

@@ -17,18 +17,19 @@ a diverging run leaves the estimator exactly as it was.
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import StrOptions
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import (CLASSIFIER_ATTRIBUTES, Array, Float, Int, Records, Schema,
-                           flatten_images)
+from .._validation import (CLASSIFIER_ATTRIBUTES, Array, Float, Int, Interval, Records,
+                           Schema, flatten_images)
 from ..config import get_config
 from ..errors import TrainingDivergedError
 from . import _kernels
@@ -38,27 +39,38 @@ from .preprocess import fit_preprocessing, transform
 from .schedules import SCHEDULES, learning_rate_at
 
 
-def _check_number(name, value, low=None, high=None, low_open=False, integer=False):
-    kind = numbers.Integral if integer else numbers.Real
-    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        what = "an integer" if integer else "a finite number"
-        bound = ""
-        if low is not None:
-            bound = f" {'>' if low_open else '>='} {low}"
-        if high is not None:
-            bound += f"{' and' if bound else ''} <= {high}"
-        raise ValueError(f"{name} must be {what}{bound}, got {value!r}")
-
-
 class LinearClassifierBase(ClassifierMixin, BaseEstimator):
     """Shared implementation; use :class:`LinearSVM` or :class:`Softmax`."""
 
     _loss = None  # "svm" or "softmax", set by the subclasses
+
+    # Checked by ``fit`` and ``partial_fit`` (``self._validate_params()``), by model
+    # files on load and by the searches for every grid point.  The one rule they
+    # cannot state, that ``partial_fit`` needs a minibatch optimizer, is in
+    # ``_partial_fit``; the data-dependent one, that ``validation_fraction`` must
+    # leave training samples, is in ``_holdout``.
+    _parameter_constraints = {
+        "learning_rate": [Interval(Real, 0, np.inf, closed="neither")],
+        "reg": [Interval(Real, 0, np.inf, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "optimizer": [StrOptions({*OPTIMIZERS, "lbfgs"})],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "schedule": [StrOptions(set(SCHEDULES))],
+        "step_size": [Interval(Integral, 1, None, closed="left")],
+        "gamma": [Interval(Real, 0, 1, closed="right")],
+        "scale": [StrOptions({"auto"}), Interval(Real, 0, np.inf, closed="neither")],
+        "center": ["boolean"],
+        "standardize": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, np.inf, closed="left")],
+        # numpy's seed range (a uint32), or a generator to draw from
+        "random_state": [Interval(Integral, 0, 2**32 - 1, closed="both"),
+                         np.random.RandomState, np.random.Generator, None],
+        "verbose": ["verbose"],
+    }
 
     #: What a fitted model holds; checked by :func:`imgcls._validation.validate_learned_attributes`
     #: (e.g. when a model file is loaded).  ``templates_`` is a property, not stored.
@@ -105,38 +117,6 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ checks
     def _loss_params(self):
         return {}
-
-    def _check_params(self):
-        _check_number("learning_rate", self.learning_rate, low=0, low_open=True)
-        _check_number("reg", self.reg, low=0)
-        _check_number("epochs", self.epochs, low=1, integer=True)
-        _check_number("batch_size", self.batch_size, low=1, integer=True)
-        if self.optimizer not in OPTIMIZERS + ("lbfgs",):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of "
-                             f"{list(OPTIMIZERS) + ['lbfgs']}")
-        _check_number("momentum", self.momentum, low=0, high=1)
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must be < 1, got {self.momentum!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {list(SCHEDULES)}")
-        _check_number("step_size", self.step_size, low=1, integer=True)
-        _check_number("gamma", self.gamma, low=0, high=1, low_open=True)
-        if not (self.scale == "auto" if isinstance(self.scale, str) else
-                isinstance(self.scale, numbers.Real) and not isinstance(self.scale, bool)
-                and math.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"scale must be 'auto' or a positive number, got {self.scale!r}")
-        _check_number("validation_fraction", self.validation_fraction, low=0, high=1,
-                      low_open=True)
-        if self.validation_fraction >= 1:
-            raise ValueError(f"validation_fraction must be < 1, got {self.validation_fraction!r}")
-        _check_number("n_iter_no_change", self.n_iter_no_change, low=1, integer=True)
-        _check_number("tol", self.tol, low=0)
-        rs = self.random_state
-        if rs is not None and not (isinstance(rs, numbers.Integral) and not isinstance(rs, bool)
-                                   and 0 <= rs < 2**32):
-            if not isinstance(rs, (np.random.RandomState, np.random.Generator)):
-                raise ValueError(f"random_state must be None or an integer in [0, 2**32), "
-                                 f"got {rs!r}")
 
     def _rng(self):
         rs = self.random_state
@@ -303,7 +283,7 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
         return self._as_numeric(X), y, image_shape
 
     def _fit(self, X, y, X_val, y_val):
-        self._check_params()
+        self._validate_params()
         X, y, image_shape = self._prepare_xy(X, y, reset=True)
         classes, yi = np.unique(y, return_inverse=True)
         if len(classes) < 2:
@@ -344,7 +324,8 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
         return self
 
     def _partial_fit(self, X, y, classes):
-        self._check_params()
+        self._validate_params()
+        # a rule between a parameter and the method, which constraints cannot state
         if self.optimizer == "lbfgs":
             raise ValueError("partial_fit needs a minibatch optimizer; optimizer='lbfgs' "
                              "only works with fit")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import numbers
+from numbers import Real
 
+import numpy as np
+
+from .._validation import Interval
 from ._docs import COMMON_PARAMETERS
 from .base import LinearClassifierBase
 
@@ -22,6 +24,8 @@ class LinearSVM(LinearClassifierBase):
 """ + COMMON_PARAMETERS
 
     _loss = "svm"
+    _parameter_constraints = {**LinearClassifierBase._parameter_constraints,
+                              "delta": [Interval(Real, 0, np.inf, closed="neither")]}
 
     def __init__(self, learning_rate=0.03, reg=1e-4, epochs=5, batch_size=256,
                  optimizer="adam", momentum=0.9, schedule="cosine", step_size=5, gamma=0.5,
@@ -36,13 +40,6 @@ class LinearSVM(LinearClassifierBase):
                          n_iter_no_change=n_iter_no_change, tol=tol, random_state=random_state,
                          verbose=verbose)
         self.delta = delta
-
-    def _check_params(self):
-        super()._check_params()
-        d = self.delta
-        if not (isinstance(d, numbers.Real) and not isinstance(d, bool) and math.isfinite(d)
-                and d > 0):
-            raise ValueError(f"delta must be a positive finite number, got {d!r}")
 
     def _loss_params(self):
         return {"delta": float(self.delta)}

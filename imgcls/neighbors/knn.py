@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numbers
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
-from .._validation import CLASSIFIER_ATTRIBUTES, Array, Schema, flatten_images
+from .._validation import CLASSIFIER_ATTRIBUTES, Array, Interval, Schema, flatten_images
 from .search import METRICS, knn_search
 from .vote import WEIGHTS, vote_rank, vote_scores
 
@@ -73,6 +75,19 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
     on the ``k`` neighbours of :meth:`kneighbors`.
     """
 
+    # Checked by ``fit`` and the search methods (``self._validate_params()``), by
+    # model files on load and by the grid searches for every grid point.
+    _parameter_constraints = {
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "metric": [StrOptions(set(METRICS))],
+        "weights": [StrOptions(set(WEIGHTS))],
+        "temperature": [Interval(Real, 0, np.inf, closed="neither")],
+        "working_memory": [Interval(Real, 0, np.inf, closed="neither"), None],
+        # any non-zero count: -1 means every core, -2 all but one (joblib's convention)
+        "n_jobs": [Interval(Integral, None, -1, closed="right"),
+                   Interval(Integral, 1, None, closed="left"), None],
+    }
+
     #: What a fitted model holds; checked by :func:`imgcls._validation.validate_learned_attributes`
     #: (e.g. when a model file is loaded).
     _learned_attribute_schema = Schema(
@@ -95,27 +110,8 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     # ------------------------------------------------------------ checks ---
-    def _check_params(self):
-        k = self.k
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
-        if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
-        if self.weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {WEIGHTS}, got {self.weights!r}")
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (0 < t < np.inf):
-            raise ValueError(f"temperature must be a positive finite number, got {t!r}")
-        wm = self.working_memory
-        if wm is not None and (isinstance(wm, bool) or not isinstance(wm, numbers.Real)
-                               or not (0 < wm < np.inf)):
-            raise ValueError(f"working_memory must be None or a positive number of MiB, got {wm!r}")
-        nj = self.n_jobs
-        if nj is not None and (isinstance(nj, bool) or not isinstance(nj, numbers.Integral)
-                               or nj == 0):
-            raise ValueError(f"n_jobs must be None or a non-zero integer, got {nj!r}")
-
     def _check_k(self, k, n_train, loo=False):
+        """Data-dependent rule the constraints cannot state: k <= the rows searched."""
         limit = n_train - 1 if loo else n_train
         if k > limit:
             what = ("the training set minus the left-out row" if loo else "the training set")
@@ -139,7 +135,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        self._check_params()
+        self._validate_params()
         X_in, image_shape = flatten_images(X)
         X2, y2 = check_X_y(X_in, y, dtype=_DTYPES, order="C", y_numeric=False,
                            estimator=self)
@@ -175,7 +171,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
             Indices into the training set, rows sorted by (distance, index).
         """
         check_is_fitted(self)
-        self._check_params()
+        self._validate_params()  # set_params may have changed them since fit
         k = self.k if n_neighbors is None else n_neighbors
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"n_neighbors must be an integer >= 1, got {k!r}")
@@ -193,7 +189,6 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         return (dist, ind) if return_distance else ind
 
     def _scores(self, X):
-        self._check_params()
         dist, ind = self.kneighbors(X, self.k)
         neigh_y = np.asarray(self.y_fit_)[ind]
         scores = vote_scores(neigh_y, dist, len(self.classes_), self.weights,
@@ -252,6 +247,9 @@ class NearestNeighbor(KNearestNeighbor):
     metric = "l1"
     weights = "uniform"
     temperature = 0.07
+
+    _parameter_constraints = {p: KNearestNeighbor._parameter_constraints[p]
+                              for p in ("working_memory", "n_jobs")}
 
     def __init__(self, working_memory=None, n_jobs=None):
         self.working_memory = working_memory

@@ -1,11 +1,13 @@
 """LinearSVM / Softmax: learning, determinism, bad input, divergence, partial_fit, L-BFGS."""
 
+import re
 import warnings
 
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils._param_validation import InvalidParameterError
 
 from imgcls.errors import TrainingDivergedError
 from imgcls.linear import LinearSVM, Softmax
@@ -274,38 +276,95 @@ def test_standardize_and_scale_options():
     assert est.input_scale_ == 10.0 and np.all(est.mean_ == 0)
 
 
+_FLOAT_POSITIVE = "a float in the range (0.0, inf)"
+_FLOAT_NON_NEGATIVE = "a float in the range [0.0, inf)"
+_COUNT = "an int in the range [1, inf)"
+_SEED = ("an int in the range [0, 4294967295], an instance of 'numpy.random.mtrand.RandomState', "
+         "an instance of 'numpy.random._generator.Generator' or None")
+# parameter, bad value, what the one-line message says is allowed (scikit-learn's
+# InvalidParameterError wording; "..." at the end stands for text that varies: the
+# order of a set of strings, numpy's name for its bool type)
 BAD_PARAMS = [
-    ({"reg": -1.0}, "reg must be a finite number >= 0, got -1.0"),
-    ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
-    ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
-    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-    ({"epochs": 0}, "epochs must be an integer >= 1"),
-    ({"epochs": 2.5}, "epochs must be an integer"),
-    ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
-    ({"schedule": "linear"}, "unknown schedule 'linear'"),
-    ({"momentum": 1.0}, "momentum must be < 1"),
-    ({"gamma": 0.0}, "gamma must be a finite number > 0"),
-    ({"scale": "pixels"}, "scale must be 'auto' or a positive number"),
-    ({"scale": -255}, "scale must be 'auto' or a positive number"),
-    ({"validation_fraction": 1.0}, "validation_fraction must be < 1"),
-    ({"random_state": "seed"}, "random_state must be None or an integer"),
+    ("reg", -1.0, _FLOAT_NON_NEGATIVE),
+    ("reg", float("inf"), _FLOAT_NON_NEGATIVE),
+    ("learning_rate", 0.0, _FLOAT_POSITIVE),
+    ("learning_rate", float("nan"), _FLOAT_POSITIVE),
+    ("learning_rate", float("inf"), _FLOAT_POSITIVE),
+    ("batch_size", 0, _COUNT),
+    ("epochs", 0, _COUNT),
+    ("epochs", 2.5, _COUNT),
+    ("epochs", True, _COUNT),
+    ("optimizer", "rmsprop", "a str among {..."),
+    ("schedule", "linear", "a str among {..."),
+    ("momentum", 1.0, "a float in the range [0.0, 1.0)"),
+    ("gamma", 0.0, "a float in the range (0.0, 1.0]"),
+    ("step_size", 0, _COUNT),
+    ("scale", "pixels", "a str among {'auto'} or " + _FLOAT_POSITIVE),
+    ("scale", -255, "a str among {'auto'} or " + _FLOAT_POSITIVE),
+    ("center", 1, "an instance of 'bool' or an instance of ..."),
+    ("early_stopping", "yes", "an instance of 'bool' or an instance of ..."),
+    ("validation_fraction", 1.0, "a float in the range (0.0, 1.0)"),
+    ("n_iter_no_change", 0, _COUNT),
+    ("tol", -1e-4, _FLOAT_NON_NEGATIVE),
+    ("random_state", "seed", _SEED),
+    ("random_state", 2**32, _SEED),
+    ("random_state", True, _SEED),
+    ("verbose", -1, "an int in the range [0, inf), an instance of 'bool' or ..."),
 ]
 
 
+def _bad_param_message(cls, name, value, allowed):
+    """A regex of scikit-learn's whole message; a trailing "..." of ``allowed`` matches anything."""
+    varies = allowed.endswith("...")
+    head = f"The {name!r} parameter of {cls.__name__} must be {allowed.removesuffix('...')}"
+    return "^" + re.escape(head) + (".*" if varies else "") + \
+        re.escape(f". Got {value!r} instead.") + "$"
+
+
 @pytest.mark.parametrize("cls", ESTIMATORS)
-@pytest.mark.parametrize("params,message", BAD_PARAMS)
-def test_bad_params(cls, params, message):
+@pytest.mark.parametrize("name, value, allowed", BAD_PARAMS)
+def test_bad_params(cls, name, value, allowed):
     X, y = blobs(n=40)
-    est = cls(**params)
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    est = cls(**{name: value})
+    with pytest.raises(InvalidParameterError, match=_bad_param_message(cls, name, value, allowed)):
         est.fit(X, y)
     assert not hasattr(est, "W_") and not hasattr(est, "n_features_in_")
+    # the same check on partial_fit, and after set_params on a fitted model
+    with pytest.raises(InvalidParameterError, match=f"The {name!r} parameter"):
+        cls(**{name: value}).partial_fit(X, y, classes=[0, 1, 2, 3])
+    fitted = cls(random_state=0, epochs=1).fit(X, y)
+    before = fitted.W_.copy()
+    with pytest.raises(InvalidParameterError, match=f"The {name!r} parameter"):
+        fitted.set_params(**{name: value}).fit(X, y)
+    np.testing.assert_array_equal(fitted.W_, before)
 
 
 def test_bad_delta():
     X, y = blobs(n=40)
-    with pytest.raises(ValueError, match="delta must be a positive finite number"):
-        LinearSVM(delta=0).fit(X, y)
+    for delta in (0, -1.0, float("inf"), "1"):
+        with pytest.raises(InvalidParameterError,
+                           match=_bad_param_message(LinearSVM, "delta", delta, _FLOAT_POSITIVE)):
+            LinearSVM(delta=delta).fit(X, y)
+
+
+def test_invalid_parameter_error_is_value_and_type_error():
+    """What callers catch: scikit-learn's error is both (its documented contract)."""
+    assert issubclass(InvalidParameterError, ValueError)
+    assert issubclass(InvalidParameterError, TypeError)
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_every_parameter_has_a_constraint_that_fit_and_partial_fit_enforce(cls):
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    check_param_validation(cls.__name__, cls(random_state=0, epochs=1))
+
+
+def test_partial_fit_refuses_lbfgs():
+    """The rule between a parameter and a method, which constraints cannot state."""
+    X, y = blobs(n=40)
+    with pytest.raises(ValueError, match="partial_fit needs a minibatch optimizer"):
+        Softmax(optimizer="lbfgs").partial_fit(X, y, classes=[0, 1, 2, 3])
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)

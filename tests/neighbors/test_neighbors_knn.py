@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.utils.estimator_checks import check_estimator
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import check_estimator, check_param_validation
 
 import imgcls
 from imgcls.neighbors import KNearestNeighbor, NearestNeighbor
@@ -144,26 +145,47 @@ def _assert_same_state(est, before):
             assert after[k] == v
 
 
+_NOT_ORDERED = r" \{.*\}"  # scikit-learn prints a set of options in no fixed order
+
+
 @pytest.mark.parametrize("params, msg", [
-    (dict(k=0), "k must be an integer >= 1"),
-    (dict(k=2.5), "k must be an integer >= 1"),
+    (dict(k=0), r"^The 'k' parameter of KNearestNeighbor must be an int in the range "
+                r"\[1, inf\)\. Got 0 instead\.$"),
+    (dict(k=2.5), r"'k' parameter .* Got 2\.5 instead"),
+    (dict(k=True), r"'k' parameter .* Got True instead"),
     (dict(k=61), r"k=61 is larger than the training set \(60 samples\)"),
-    (dict(metric="euclid"), "metric must be one of"),
-    (dict(weights="gauss"), "weights must be one of"),
-    (dict(temperature=0.0), "temperature must be a positive"),
-    (dict(temperature=-1.0), "temperature must be a positive"),
-    (dict(weights="softmax", temperature=float("nan")), "temperature must be a positive"),
-    (dict(working_memory=0), "working_memory must be None or a positive"),
-    (dict(n_jobs=0), "n_jobs must be None or a non-zero integer"),
+    (dict(metric="euclid"), r"^The 'metric' parameter of KNearestNeighbor must be a str among"
+                            + _NOT_ORDERED + r"\. Got 'euclid' instead\.$"),
+    (dict(weights="gauss"), r"'weights' parameter .* must be a str among" + _NOT_ORDERED),
+    (dict(temperature=0.0), r"'temperature' parameter .* must be a float in the range "
+                            r"\(0\.0, inf\)\. Got 0\.0"),
+    (dict(temperature=-1.0), r"'temperature' parameter .* Got -1\.0"),
+    (dict(weights="softmax", temperature=float("nan")), r"'temperature' parameter .* Got nan"),
+    (dict(temperature=float("inf")), r"'temperature' parameter .* Got inf"),
+    (dict(working_memory=0), r"'working_memory' parameter .* must be a float in the range "
+                             r"\(0\.0, inf\) or None\. Got 0 instead"),
+    (dict(n_jobs=0), r"'n_jobs' parameter .* must be an int in the range \(-inf, -1\], an int "
+                     r"in the range \[1, inf\) or None\. Got 0 instead"),
+    (dict(n_jobs=1.5), r"'n_jobs' parameter .* Got 1\.5 instead"),
 ])
 def test_bad_params_raise_and_leave_estimator_unchanged(params, msg):
     est, X = _fitted()
     before = _state(est)
     est.set_params(**params)
-    with pytest.raises(ValueError, match=msg):
+    with pytest.raises(ValueError, match=msg) as info:
         est.fit(X, np.arange(len(X)) % 2)
+    if "larger" not in msg:  # the one data-dependent rule is a plain ValueError
+        assert isinstance(info.value, InvalidParameterError)
+        # searching with parameters changed after fit is refused the same way
+        with pytest.raises(InvalidParameterError, match=msg):
+            est.predict(X[:3])
     est.set_params(**{k: before[k] for k in params})
     _assert_same_state(est, before)
+
+
+@pytest.mark.parametrize("cls", [KNearestNeighbor, NearestNeighbor])
+def test_every_parameter_has_a_constraint_that_fit_enforces(cls):
+    check_param_validation(cls.__name__, cls())
 
 
 @pytest.mark.parametrize("make, msg", [
