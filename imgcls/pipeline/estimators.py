@@ -3,8 +3,9 @@
 ``"knn"`` -> :class:`imgcls.neighbors.KNearestNeighbor`, ``"svm"`` ->
 :class:`imgcls.linear.LinearSVM`, ``"softmax"`` -> :class:`imgcls.linear.Softmax`.
 Unknown names and unknown parameters are :class:`~imgcls.errors.ConfigError`
-listing what is valid; parameter *values* are validated by the estimator in
-``fit`` (a ``ValueError`` naming the parameter, scikit-learn's convention).
+listing what is valid; parameter *values* are checked at once by the
+estimator's own ``_parameter_constraints`` (the check ``fit`` makes), so a bad
+value fails before any data is read.
 """
 
 from __future__ import annotations
@@ -57,9 +58,14 @@ def make_estimator(name: str, params: dict[str, Any] | None = None):
     Raises
     ------
     ConfigError
-        An unknown model name, or a parameter the estimator does not have
-        (the message lists the valid ones).
+        An unknown model name, a parameter the estimator does not have
+        (the message lists the valid ones), or a value its
+        ``_parameter_constraints`` refuse (scikit-learn's one-line message,
+        naming the parameter and what is allowed; the
+        ``InvalidParameterError`` is chained as the cause).
     """
+    from sklearn.utils._param_validation import InvalidParameterError
+
     est = estimator_class(name)()
     params = dict(params or {})
     valid = est.get_params()
@@ -67,4 +73,9 @@ def make_estimator(name: str, params: dict[str, Any] | None = None):
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)} for model {name!r}; "
                           f"valid: {', '.join(sorted(valid))}")
-    return est.set_params(**params)
+    est.set_params(**params)
+    try:
+        est._validate_params()
+    except InvalidParameterError as exc:
+        raise ConfigError(f"model {name!r}: {exc}") from exc
+    return est

@@ -12,6 +12,10 @@ choice of hyperparameters is stable at these sizes, while the cost of the
 search would otherwise grow with the square (kNN) or the size (linear) of the
 training split.  The chosen configuration is then refitted on the WHOLE
 training split, and only that model sees the test split.
+
+Every grid returned here has been checked point by point against the
+estimator's ``_parameter_constraints`` (:func:`imgcls._validation.check_grid_points`),
+the same check the searches apply to a user's grid.
 """
 
 from __future__ import annotations
@@ -44,9 +48,20 @@ def knn_metrics_for(X) -> tuple[str, ...]:
 
 
 def clip_ks(ks, min_fold_train: int) -> list[int]:
-    """The k of ``ks`` a fold's training part of ``min_fold_train`` samples allows."""
-    kept = [int(k) for k in ks if k <= min_fold_train]
-    return kept or [min(int(min_fold_train), 1)]
+    """The k of ``ks`` a fold's training part of ``min_fold_train`` samples allows.
+
+    Each k is checked by ``KNearestNeighbor``'s constraint first
+    (:func:`imgcls.selection.knn_cv.check_ks`); when none fits, ``[1]``.
+
+    Raises
+    ------
+    ConfigError
+        A k the constraint refuses.
+    """
+    from ..selection.knn_cv import check_ks
+
+    kept = [k for k in check_ks(ks) if k <= min_fold_train]
+    return kept or [1]
 
 
 def linear_grid(name: str, n_search_train: int) -> dict[str, list]:
@@ -59,9 +74,17 @@ def linear_grid(name: str, n_search_train: int) -> dict[str, list]:
     ``n_search_train``, the size of the search's training part.  The same grid
     serves both models (their best rates are close on image data).
     """
+    from sklearn.model_selection import ParameterGrid
+
+    from .._validation import check_grid_points
+    from .estimators import make_estimator
+
     if name not in ("svm", "softmax"):
         raise ValueError(f"no linear grid for model {name!r}")
     if n_search_train <= 5_000:
-        return {"learning_rate": [0.01, 0.03, 0.1], "reg": [1e-4, 1e-3, 1e-2],
+        grid = {"learning_rate": [0.01, 0.03, 0.1], "reg": [1e-4, 1e-3, 1e-2],
                 "epochs": [10, 20]}
-    return {"learning_rate": [0.003, 0.01, 0.03], "reg": [1e-5, 1e-4, 1e-3], "epochs": [10]}
+    else:
+        grid = {"learning_rate": [0.003, 0.01, 0.03], "reg": [1e-5, 1e-4, 1e-3], "epochs": [10]}
+    check_grid_points(make_estimator(name), ParameterGrid(grid), where=f"default {name} grid")
+    return grid

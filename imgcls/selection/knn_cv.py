@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .._progress import track
-from .._validation import flatten_images
+from .._validation import check_grid_points, flatten_images
 from ..errors import ConfigError
 from .splits import check_seed, stratified_kfold
 
@@ -34,7 +34,16 @@ KNN_WEIGHT_ORDER = ("uniform", "distance", "softmax")
 
 
 def check_ks(ks) -> list[int]:
-    """Validate a grid of k: positive integers, returned sorted and without repeats."""
+    """A grid of k, each checked by ``KNearestNeighbor``'s constraint; sorted, without repeats.
+
+    Raises
+    ------
+    ConfigError
+        ``ks`` is not a list (or one int), is empty, or holds a k the
+        constraint refuses (the message names that k and what is allowed).
+    """
+    from ..neighbors import KNearestNeighbor
+
     if isinstance(ks, (int, np.integer)) and not isinstance(ks, (bool, np.bool_)):
         ks = [ks]
     try:
@@ -43,9 +52,7 @@ def check_ks(ks) -> list[int]:
         raise ConfigError(f"ks must be a list of positive integers, got {ks!r}") from None
     if not values:
         raise ConfigError("ks is empty: give at least one k")
-    for k in values:
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(f"every k must be a positive integer, got k={k!r}")
+    check_grid_points(KNearestNeighbor(), [{"k": k} for k in values], where="ks grid")
     return sorted({int(k) for k in values})
 
 
@@ -129,8 +136,10 @@ def knn_cross_validate(X, y, ks: Sequence[int], metrics: Sequence[str] = ("l1", 
     Raises
     ------
     ConfigError
-        An empty or non-positive grid value, or a k larger than a fold's
-        training part (naming k and the fold size).
+        An empty grid, a grid point ``KNearestNeighbor``'s constraints refuse
+        (checked for every (metric, weights, k) before any search; the message
+        names the point, the parameter and what is allowed), or a k larger
+        than a fold's training part (naming k and the fold size).
     """
     from ..neighbors import KNearestNeighbor
     from ..neighbors.vote import vote_rank, vote_scores
@@ -144,6 +153,12 @@ def knn_cross_validate(X, y, ks: Sequence[int], metrics: Sequence[str] = ("l1", 
     if y.ndim != 1 or X.ndim != 2 or X.shape[0] != y.shape[0]:
         raise ConfigError(f"X must be (n_samples, ...) and y (n_samples,) with the same n; "
                           f"got X {X.shape}, y {y.shape}")
+    # every (metric, weights, k) as the estimator would take it, before any search
+    check_grid_points(
+        KNearestNeighbor(),
+        [{"k": k, "metric": m, "weights": w, "temperature": temperature,
+          "working_memory": working_memory, "n_jobs": n_jobs}
+         for m in metrics for w in weights for k in ks], where="kNN grid")
     classes, y_idx = np.unique(y, return_inverse=True)
     y_idx = y_idx.astype(np.int64)
     n_classes = len(classes)

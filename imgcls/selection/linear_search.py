@@ -14,43 +14,16 @@ configuration diverges is it an error.
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
-from typing import Any
 
 import numpy as np
 
 from .._progress import track
+from .._validation import check_grid_points
 from ..errors import ConfigError, TrainingDivergedError
 from .splits import check_seed, train_val_split
 
-__all__ = ["linear_search", "check_param_values"]
-
-# Hyperparameters that are meaningless below zero (or at zero, for the second set).
-_NON_NEGATIVE = ("reg", "alpha", "lambda", "weight_decay", "momentum", "l2")
-_POSITIVE = ("learning_rate", "lr", "epochs", "max_epochs", "n_epochs", "batch_size", "max_iter")
-
-
-def check_param_values(params: dict[str, Any], where: str = "grid") -> None:
-    """Reject values no linear model can use: NaN/inf, a negative regularisation,
-    a non-positive learning rate, epoch count or batch size.
-
-    The estimator validates its own parameters too (in ``fit``); checking the
-    whole grid here first means a bad value is reported before any time is spent.
-    """
-    for name, value in params.items():
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            continue
-        lname = name.lower()
-        if not math.isfinite(float(value)):
-            raise ConfigError(f"{where}: {name}={value!r} is not a finite number")
-        if any(lname == p or lname.endswith("_" + p) or lname.startswith(p + "_")
-               for p in _NON_NEGATIVE) and value < 0:
-            raise ConfigError(f"{where}: {name}={value!r} is negative; a regularisation "
-                              "strength must be >= 0")
-        if lname in _POSITIVE and value <= 0:
-            raise ConfigError(f"{where}: {name}={value!r} must be > 0")
+__all__ = ["linear_search"]
 
 
 def _param_sets(estimator, param_grid, param_distributions, n_iter, seed) -> list[dict]:
@@ -81,7 +54,8 @@ def _param_sets(estimator, param_grid, param_distributions, n_iter, seed) -> lis
         if unknown:
             raise ConfigError(f"unknown parameter(s) {unknown} for {type(estimator).__name__}; "
                               f"valid: {sorted(valid)}")
-        check_param_values(params)
+    # every value through the estimator's own constraints, before any time is spent fitting
+    check_grid_points(estimator, sets)
     return sets
 
 
@@ -136,9 +110,11 @@ def linear_search(estimator, X, y, param_grid: dict | list | None = None, *,
     Raises
     ------
     ConfigError
-        An unknown parameter name, a value that cannot apply (negative
-        regularisation, non-positive learning rate or epochs), both or neither
-        of ``param_grid``/``param_distributions``, or every configuration diverged.
+        An unknown parameter name, a grid point the estimator's
+        ``_parameter_constraints`` refuse (checked for every point before any
+        fitting; the message names the point, the parameter and what is
+        allowed), both or neither of ``param_grid``/``param_distributions``, or
+        every configuration diverged.
     """
     from sklearn.base import clone
 

@@ -157,7 +157,7 @@ def test_two_class_models_rank_and_evaluate(digits, name):
      r"k=2000 is larger than the training part of fold 0 \(1149 samples\)"),
     (dict(knn_grid={"kk": [1]}), ConfigError, "unknown kNN grid key"),
     (dict(models="svm", linear_grids={"svm": {"reg": [-1e-3], "learning_rate": [1e-3]}}),
-     ConfigError, r"reg=-0.001 is negative"),
+     ConfigError, r"reg=-0\.001\): The 'reg' parameter of LinearSVM must be a float in the range \[0"),
     (dict(models="softmax", linear_grids={"softmax": {"kernel": ["rbf"]}}), ConfigError,
      r"unknown parameter\(s\) \['kernel'\]"),
     (dict(dataset="no-such-set"), ValueError, "no-such-set"),

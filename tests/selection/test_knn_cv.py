@@ -166,9 +166,11 @@ def test_k_larger_than_fold_training_part(digits):
 
 @pytest.mark.parametrize("ks, match", [
     ([], "ks is empty"),
-    ([0, 1], "every k must be a positive integer, got k=0"),
-    ([-3], "got k=-3"),
-    ([1.5], "got k=1.5"),
+    ([1, 0], r"^ks grid point 2 of 2 \(k=0\): The 'k' parameter of KNearestNeighbor must be "
+             r"an int in the range \[1, inf\)\. Got 0 instead\.$"),
+    ([-3], r"\(k=-3\): The 'k' parameter"),
+    ([1.5], r"\(k=1\.5\): The 'k' parameter"),
+    ([True], r"\(k=True\): The 'k' parameter"),
     (None, "ks must be a list of positive integers"),
 ])
 def test_bad_ks(digits, ks, match):
@@ -194,8 +196,28 @@ def test_bad_folds_and_shapes(digits):
 
 def test_unknown_metric_is_an_error(digits):
     X, y = digits
-    with pytest.raises(ValueError, match="metric"):
+    with pytest.raises(ConfigError, match=r"^kNN grid point 1 of 1 \(k=1, metric='l7', n_jobs=None, "
+                                          r"temperature=0\.07, weights='uniform', "
+                                          r"working_memory=None\): The 'metric' parameter"):
         knn_cross_validate(X, y, [1], metrics=("l7",), folds=3)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(weights=("uniform", "gauss")), r"point 3 of 8 .*weights='gauss'.*The 'weights' parameter"),
+    (dict(temperature=0.0), r"The 'temperature' parameter of KNearestNeighbor"),
+    (dict(working_memory=-1.0), r"The 'working_memory' parameter"),
+    (dict(n_jobs=0), r"The 'n_jobs' parameter"),
+])
+def test_every_grid_point_is_checked_before_any_search(digits, monkeypatch, kwargs, match):
+    from imgcls.neighbors import KNearestNeighbor
+
+    def no_fit(self, *args, **kw):
+        raise AssertionError("a model was fitted before the grid was checked")
+
+    monkeypatch.setattr(KNearestNeighbor, "fit", no_fit)
+    X, y = digits
+    with pytest.raises(ConfigError, match=match):
+        knn_cross_validate(X, y, [1, 3], **kwargs)
 
 
 def _row(metric, k, weights, mean):

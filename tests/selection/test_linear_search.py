@@ -81,10 +81,20 @@ def test_diverged_configuration_is_recorded(digits, monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(param_grid={"reg": [-1e-3]}), r"reg=-0.001 is negative"),
-    (dict(param_grid={"learning_rate": [0.0]}), r"learning_rate=0.0 must be > 0"),
-    (dict(param_grid={"epochs": [0]}), r"epochs=0 must be > 0"),
-    (dict(param_grid={"reg": [float("nan")]}), "is not a finite number"),
+    (dict(param_grid={"reg": [1e-4, -1e-3]}),
+     r"^grid point 2 of 2 \(reg=-0\.001\): The 'reg' parameter of Softmax must be a float in "
+     r"the range \[0\.0, inf\)\. Got -0\.001 instead\.$"),
+    (dict(param_grid={"learning_rate": [0.1, 0.0], "epochs": [2]}),
+     r"^grid point 2 of 2 \(epochs=2, learning_rate=0\.0\): The 'learning_rate' parameter"),
+    (dict(param_grid={"epochs": [0]}), r"\(epochs=0\): The 'epochs' parameter .* an int in "),
+    (dict(param_grid={"epochs": [True]}), r"\(epochs=True\): The 'epochs' parameter"),
+    (dict(param_grid={"reg": [float("nan")]}), r"\(reg=nan\): The 'reg' parameter"),
+    (dict(param_grid={"momentum": [1.0]}), r"\(momentum=1\.0\): The 'momentum' parameter"),
+    (dict(param_grid={"optimizer": ["rmsprop"]}), r"The 'optimizer' parameter of Softmax must "
+                                                  r"be a str among"),
+    (dict(param_grid={"scale": [0]}), r"The 'scale' parameter"),
+    (dict(param_distributions={"reg": loguniform(1e-4, 1e-1), "epochs": [2, -1]}, n_iter=6),
+     r"grid point \d of 6 \(epochs=-1, reg=0\.\d+\): The 'epochs' parameter"),
     (dict(param_grid={"kernel": ["rbf"]}), r"unknown parameter\(s\) \['kernel'\]"),
     (dict(param_grid={"reg": []}), "grid is empty|invalid parameter grid"),
     (dict(param_grid={}), "grid is empty"),
@@ -95,8 +105,23 @@ def test_diverged_configuration_is_recorded(digits, monkeypatch):
     (dict(param_grid={"reg": [1e-4]}, val_size=1.5), "val_size must be a fraction"),
 ])
 def test_bad_input(digits, kwargs, match):
+    """Grid points are judged by the estimator's _parameter_constraints, before any fit."""
     X, y = digits
     template = Softmax()
     with pytest.raises(ConfigError, match=match):
         linear_search(template, X, y, **kwargs)
     assert template.get_params() == Softmax().get_params()
+
+
+def test_every_grid_point_is_checked_before_any_fit(digits, monkeypatch):
+    X, y = digits
+
+    def no_fit(self, *args, **kwargs):
+        raise AssertionError("a configuration was fitted before the grid was checked")
+
+    monkeypatch.setattr(Softmax, "fit", no_fit)
+    with pytest.raises(ConfigError, match=r"grid point 4 of 4 \(learning_rate=-1\.0, reg=0\.0\)"):
+        linear_search(Softmax(), X, y, {"learning_rate": [0.1, 0.3, 1.0, -1.0], "reg": [0.0]})
+    # the template's own values are checked too (they are part of every point)
+    with pytest.raises(ConfigError, match=r"grid point 1 of 1 \(reg=0\.0\): The 'momentum'"):
+        linear_search(Softmax(momentum=2.0), X, y, {"reg": [0.0]})
