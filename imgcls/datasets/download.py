@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 from .._files import open_regular
 from .._progress import bar
@@ -65,12 +65,31 @@ def read_bounded(path: str | Path, max_bytes: int | None, why: str = "the limit 
     with open_regular(path, error=DatasetError, what=what) as f:
         if max_bytes is None:
             return f.read()
-        data = f.read(max_bytes + 1)
+        data = read_upto(f, max_bytes)
         if len(data) > max_bytes:
             size = f.seek(0, os.SEEK_END)
             raise FormatError(f"{path}: {size} bytes, more than {max_bytes} ({why}); "
                               f"refusing to read it")
     return data
+
+
+def read_upto(f: BinaryIO, limit: int) -> bytes:
+    """Read ``f`` to its end, but never more than ``limit + 1`` bytes.
+
+    ``f.read(limit + 1)`` would allocate ``limit + 1`` bytes up front, however
+    short the file; this reads what the file's size says (plus one byte, to
+    notice a longer file), then in chunks, so memory follows the bytes present.
+    """
+    try:
+        size = os.fstat(f.fileno()).st_size - f.tell()
+    except (OSError, AttributeError, ValueError):
+        size = 0
+    parts = [f.read(min(limit + 1, max(size, 0) + 1))]
+    total = len(parts[0])
+    while total <= limit and parts[-1]:
+        parts.append(f.read(min(CHUNK, limit + 1 - total)))
+        total += len(parts[-1])
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def sha256_file(path: str | Path) -> str:

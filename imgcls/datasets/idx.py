@@ -17,6 +17,7 @@ naming the file and the cause.
 from __future__ import annotations
 
 import math
+import sys
 import zlib
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from .._files import open_regular
 from ..errors import DatasetError, FormatError
+from .download import read_upto
 
 # IDX type code -> numpy dtype (values are stored big-endian)
 IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
@@ -36,7 +38,6 @@ MAX_HEADER = 4 + 4 * 255
 #: file is reported with its exact length instead of "more than".
 SLACK = 1 << 16
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib: expect a gzip header and check CRC-32 and size
-_READ_CHUNK = 1 << 20
 
 
 def declared_size(header: bytes, where: str | Path) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -144,7 +145,9 @@ def gunzip(data: bytes, where: str | Path, max_size: int | None = None,
                           + _html_hint(data))
     if max_size is None:
         head, _ = _inflate(data, where, MAX_HEADER)
-        limit = _declared_total(head, where) + SLACK
+        # A header may declare more than any machine holds; the stream itself
+        # (at most ~1032 x its size for deflate) then ends first.
+        limit = min(_declared_total(head, where) + SLACK, sys.maxsize - 1)
         why = why or "the size its IDX header declares"
     else:
         limit = max_size
@@ -216,12 +219,12 @@ def read_maybe_gzip(path: str | Path, max_size: int | None = None,
             raise FormatError(f"{path}: not a gzip file (starts with {_preview(head)})"
                               + _html_hint(head))
         if max_size is None:
-            limit = _declared_total(head, path) + SLACK
+            limit = min(_declared_total(head, path) + SLACK, sys.maxsize - 1)
             why = why or "the size its IDX header declares"
         else:
             limit = max_size
             why = why or "the limit for this file"
-        data = head[:limit + 1] + f.read(max(0, limit + 1 - len(head)))
+        data = head[:limit + 1] + read_upto(f, max(0, limit - len(head)))
         if len(data) > limit:
             size = f.seek(0, 2)
             raise FormatError(f"{path}: {size} bytes, more than {limit} ({why}); "

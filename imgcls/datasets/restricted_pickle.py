@@ -137,6 +137,14 @@ def _ops(data: bytes, where: str):
             raise _fail(where, pos, f"unknown opcode byte 0x{code.hex()}")
         if op.name not in _ALLOWED_OPS:
             raise _fail(where, pos, f"opcode {op.name} is not allowed")
+        if op.name == "GLOBAL":
+            # Two raw lines, as the unpickler reads them (pickletools would
+            # unescape them, and warn on a stray backslash).
+            module, attr = f.readline(), f.readline()
+            if not (module.endswith(b"\n") and attr.endswith(b"\n")):
+                raise _fail(where, pos, "GLOBAL without its two lines")
+            yield op.name, (module[:-1] + b" " + attr[:-1]).decode("latin-1"), pos
+            continue
         yield op.name, (None if op.arg is None else op.arg.reader(f)), pos
 
 

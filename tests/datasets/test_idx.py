@@ -191,3 +191,21 @@ def test_directory_is_refused(tmp_path):
     with pytest.raises(DatasetError, match=f"{folder}: a directory, not a regular IDX file"):
         read_idx(folder)
 
+
+
+def test_header_declaring_more_than_any_machine_holds(tmp_path):
+    # (2**32 - 1) ** 8 bytes: the bound cannot even be passed to zlib as a size
+    blob = gzip.compress(_header([2**32 - 1] * 8) + bytes(10))
+    with pytest.raises(FormatError, match=r"x\.gz: truncated IDX file"):
+        parse_idx(gunzip(blob, "x.gz"), "x.gz")
+    path = tmp_path / "plain"
+    path.write_bytes(_header([2**32 - 1] * 8) + bytes(10))
+    with pytest.raises(FormatError, match="truncated IDX file"):
+        read_idx(path)
+
+
+def test_a_generous_bound_costs_only_the_bytes_present(tmp_path):
+    path = tmp_path / "labels"
+    path.write_bytes(_header([10]) + bytes(10))
+    result, peak = _peak(lambda: read_maybe_gzip(path, max_size=1 << 40))
+    assert result is None and peak < 1 << 20, f"peak {peak} bytes"

@@ -3,6 +3,7 @@
 import pickle
 import time
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -102,6 +103,16 @@ def test_limits_admit_the_largest_official_file():
 def test_deep_nesting_is_a_format_error_not_a_recursion_error(blob, msg):
     with pytest.raises(FormatError, match=f"{WHERE}.*{msg}"):
         load(blob, WHERE)
+
+
+def test_global_lines_are_read_raw_without_unescaping_or_warnings():
+    # pickletools would unescape the line and warn about "\]" (an error under -W error)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FormatError, match=r"global 'os\\\\\] system' is not allowed"):
+            load(b"\x80\x02cos\\]\nsystem\n.", WHERE)
+        with pytest.raises(FormatError, match="GLOBAL without its two lines"):
+            load(b"\x80\x02cos\nsys", WHERE)
 
 
 def test_cycle_through_the_memo_is_refused():
