@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -161,6 +161,7 @@ def _decode(value: Any, where: str, depth: int) -> Any:
             if not isinstance(number, (bool, int, float)):
                 raise DecodeError(f"{where}: bad $scalar value (not a number: "
                                   f"{type(number).__name__})")
+            _check_integer_range((number,), np.dtype(body[0]), where, tag)
             return np.dtype(body[0]).type(number)
         if tag == "$array" and isinstance(body, list) and len(body) == 3:
             return _decode_array(body, where, depth)
@@ -197,6 +198,23 @@ def _leaves(values: Any, ndim: int) -> Iterator[Any]:
         yield from _leaves(v, ndim - 1)
 
 
+def _check_integer_range(numbers: Iterable[Any], dtype: np.dtype, where: str, tag: str) -> None:
+    """Refuse a Python integer that does not fit the integer ``dtype``.
+
+    numpy 2 raises ``OverflowError`` for such a value itself, but numpy 1.24-1.26
+    (allowed by pyproject.toml) wrap it around with only a ``DeprecationWarning``:
+    an int8 of 1000 would load as -24.  So the range is checked here, for every
+    numpy.
+    """
+    if dtype.kind not in "iu":
+        return
+    info = np.iinfo(dtype)
+    for v in numbers:
+        if isinstance(v, int) and not info.min <= v <= info.max:
+            raise DecodeError(f"{where}: bad {tag} value (an integer outside {dtype.name}'s "
+                              f"range {info.min}..{info.max})")
+
+
 def _decode_array(body: list, where: str, depth: int) -> np.ndarray:
     """A ``$array``, allocated only after its values have been counted.
 
@@ -227,7 +245,9 @@ def _decode_array(body: list, where: str, depth: int) -> np.ndarray:
         return arr
     if dtype_str in TENSOR_DTYPES:
         _count_leaves(values, shape, where, scalar_leaves=True)
-        arr = np.array(_decode(values, where, depth + 1), dtype=np.dtype(dtype_str))
+        decoded = _decode(values, where, depth + 1)
+        _check_integer_range(_leaves(decoded, len(shape)), np.dtype(dtype_str), where, "$array")
+        arr = np.array(decoded, dtype=np.dtype(dtype_str))
     elif _STRING_DTYPE.fullmatch(dtype_str):
         dtype = np.dtype(dtype_str)
         if dtype.itemsize > _MAX_ITEMSIZE:
