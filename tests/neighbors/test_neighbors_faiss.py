@@ -36,7 +36,13 @@ def test_l1_equals_faiss_metric_l1(data):
     Xq, Xt = data
     dist, ind = knn_search(Xq, Xt, 10, "l1")
     D, I = _faiss_search(faiss.IndexFlat(Xt.shape[1], faiss.METRIC_L1), Xq, Xt, 10)
-    np.testing.assert_array_equal(ind, I)
+    # faiss before 1.14 sums |x - y| in float32 in an order that makes two of these
+    # neighbours tie (row 79), and lists a tie by index; ours sums in float64.  So
+    # the lists must agree up to the order within a run of equal faiss distances.
+    for row in range(len(D)):
+        for d in np.unique(D[row]):
+            tied = D[row] == d
+            assert set(ind[row, tied]) == set(I[row, tied]), (row, ind[row], I[row])
     np.testing.assert_allclose(dist, D, rtol=1e-5)
 
 
