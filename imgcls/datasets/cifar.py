@@ -61,10 +61,11 @@ LAYOUT: dict[str, dict[str, Any]] = {
 # five training batches and one test batch of 10000; CIFAR-100: one training
 # file of 50000 and one test file of 10000).  No file is read past what that
 # many records take (see ``_file_limit``).
-#: Most bytes of a python-release batch beyond its pixels: per image a label or
-#: two, a file name of about 30 characters and their pickle opcodes (~50 bytes),
-#: rounded up generously.
-PY_BYTES_PER_RECORD = 256
+#: Most bytes per image of a python-release batch: its 3072 pixels, which a
+#: Python 3 protocol-2 pickle writes as UTF-8 text (up to 2 bytes each), plus a
+#: label or two, a file name of about 30 characters and their opcodes (~50 bytes,
+#: rounded up to 256).
+PY_BYTES_PER_RECORD = 2 * PIXELS + 256
 #: Most bytes of a class-name file (``batches.meta.txt``, ``meta``): 100 names.
 META_MAX_BYTES = 1 << 16
 _BATCH_KEYS = {"batch_label", "labels", "data", "filenames", "fine_labels", "coarse_labels"}
@@ -274,8 +275,8 @@ def _file_limit(name: str, release: str, filename: str) -> tuple[int, str]:
             return n * record, f"{n} records of {record} bytes"
         if filename in lay["py_train" if part == "train" else "py_test"]:
             n = lay["max_records"][part]
-            return (n * (PIXELS + PY_BYTES_PER_RECORD),
-                    f"{n} images of {PIXELS} bytes and their labels and names")
+            return (n * PY_BYTES_PER_RECORD,
+                    f"{n} images with their labels and names")
     return META_MAX_BYTES, "a class-name file"
 
 

@@ -45,14 +45,20 @@ _STRINGS = {"SHORT_BINSTRING", "BINSTRING", "BINUNICODE", "SHORT_BINUNICODE", "B
 
 # Limits derived from the largest file of the CIFAR python release, CIFAR-100's
 # ``train``: 50000 images of 32 * 32 * 3 = 3072 bytes (153,600,000 bytes), two
-# label lists of 50000 ints and 50000 file names of about 30 characters.
-#: Most bytes a file, or all the strings and array data decoded from it, may hold:
-#: 153.6 MB of pixels + ~1.5 MB of names, with ~30 % margin.
-MAX_BYTES = 200_000_000
-#: Most values (stack pushes plus container entries) a file may decode to.  That
-#: ``train`` file decodes to about 300,000 (3 x 50000 list entries, each pushed
-#: and then appended); 1,000,000 leaves a margin of three.
-MAX_NODES = 1_000_000
+# label lists of 50000 ints and 50000 file names of about 30 characters, about
+# 155 MB in all.  The same data re-pickled by Python 3 at protocol 2 store the
+# pixels as UTF-8 text (up to 2 bytes per pixel byte) and then ``encode`` them.
+#: Most bytes a file may have: 256 MiB, above the official 155 MB and a
+#: Python 3 protocol-2 re-pickle (~1.5 x the pixels for photographs).
+MAX_FILE_BYTES = 1 << 28
+#: Most bytes of strings decoded from a file (text, bytes and ``encode`` results;
+#: an array's data is a copy of one of them and not counted again): the official
+#: file needs 155 MB, a protocol-2 re-pickle 2 x 153.6 MB; ~4 % margin over that.
+MAX_BYTES = 320_000_000
+#: Most values a file may push (each a new object or a reference to one; at most
+#: ~70 bytes of memory each).  That ``train`` file pushes about 150,000 (3 x 50000
+#: list entries); 500,000 leaves a margin of three.
+MAX_NODES = 500_000
 #: Deepest container nesting in the result.  A CIFAR file is a dict of lists
 #: (depth 2); deeper nesting is refused.
 MAX_DEPTH = 4
@@ -85,6 +91,11 @@ class _Array:
 
 class _Mark:
     """The stack marker pushed by MARK."""
+
+    __slots__ = ()
+
+
+_MARK = _Mark()
 
 
 def _fail(where: str, pos: int, why: str) -> FormatError:
@@ -161,11 +172,10 @@ class _Budget:
         self.nbytes += nbytes
         if self.nodes > MAX_NODES:
             raise _fail(self.where, pos, f"more than {MAX_NODES} values (MAX_NODES; the "
-                                         f"largest CIFAR file holds about 300,000)")
+                                         f"largest CIFAR file holds about 150,000)")
         if self.nbytes > MAX_BYTES:
-            raise _fail(self.where, pos, f"more than {MAX_BYTES} bytes of strings and array "
-                                         f"data (MAX_BYTES; the largest CIFAR file holds "
-                                         f"about 155 MB)")
+            raise _fail(self.where, pos, f"more than {MAX_BYTES} bytes of strings (MAX_BYTES; "
+                                         f"the largest CIFAR file holds about 155 MB)")
 
 
 def load(data: bytes, where: str | Path) -> Any:
@@ -180,7 +190,7 @@ def load(data: bytes, where: str | Path) -> Any:
     Parameters
     ----------
     data : bytes
-        The file's content (at most :data:`MAX_BYTES` bytes).
+        The file's content (at most :data:`MAX_FILE_BYTES` bytes).
     where : str or Path
         Named in error messages.
 
@@ -199,9 +209,9 @@ def load(data: bytes, where: str | Path) -> Any:
         No other exception escapes for any ``data``.
     """
     where = str(where)
-    if len(data) > MAX_BYTES:
+    if len(data) > MAX_FILE_BYTES:
         raise FormatError(f"{where}: {len(data)} bytes is larger than any CIFAR python file "
-                          f"(MAX_BYTES = {MAX_BYTES}); refusing to read it")
+                          f"(MAX_FILE_BYTES = {MAX_FILE_BYTES}); refusing to read it")
     stack: list[Any] = []
     memo: dict[int, Any] = {}
     budget = _Budget(where)
@@ -231,7 +241,7 @@ def load(data: bytes, where: str | Path) -> Any:
                 continue
             budget.add(pos, nodes=1)
             if name == "MARK":
-                stack.append(_Mark())
+                stack.append(_MARK)
             elif name == "EMPTY_DICT":
                 stack.append({})
             elif name == "EMPTY_LIST":
@@ -260,7 +270,6 @@ def load(data: bytes, where: str | Path) -> Any:
                 items = [stack.pop()] if name == "APPEND" else pop_mark()
                 if not isinstance(stack[-1], list):
                     raise _fail(where, pos, f"{name} on {_kind(stack[-1])}")
-                budget.add(pos, nodes=len(items))
                 stack[-1].extend(items)
             elif name in ("SETITEM", "SETITEMS"):
                 items = stack[-2:] if name == "SETITEM" else pop_mark()
@@ -271,7 +280,6 @@ def load(data: bytes, where: str | Path) -> Any:
                 target = stack[-1]
                 if not isinstance(target, dict) or len(items) % 2:
                     raise _fail(where, pos, f"{name} on {_kind(target)}")
-                budget.add(pos, nodes=len(items) // 2)
                 for k, v in zip(items[::2], items[1::2]):
                     if not isinstance(k, (str, bytes, int)):
                         raise _fail(where, pos, f"dict key of type {type(k).__name__}")
@@ -297,7 +305,7 @@ def load(data: bytes, where: str | Path) -> Any:
                 stack.append(value)
             elif name == "BUILD":
                 state = stack.pop()
-                _build(stack[-1], state, where, pos, budget)
+                _build(stack[-1], state, where, pos)
             else:
                 raise _fail(where, pos, f"opcode {name} is not allowed")
     except FormatError:
@@ -335,7 +343,7 @@ def _reduce(func: Any, args: Any, where: str, pos: int) -> Any:
     raise _fail(where, pos, f"{func.name} cannot be called")
 
 
-def _build(target: Any, state: Any, where: str, pos: int, budget: _Budget) -> None:
+def _build(target: Any, state: Any, where: str, pos: int) -> None:
     if isinstance(target, _DType):
         if not (isinstance(state, tuple) and len(state) >= 2 and state[0] in (3, 4)
                 and state[1] in ("|", "<", ">", "=")
@@ -356,7 +364,6 @@ def _build(target: Any, state: Any, where: str, pos: int, budget: _Budget) -> No
         if raw is None or len(raw) != count * dtype.itemsize:
             raise _fail(where, pos, f"array data of {len(raw) if raw is not None else '?'} "
                                     f"bytes does not fit shape {shape[:8]} of {dtype}")
-        budget.add(pos, nbytes=len(raw))
         array = np.frombuffer(raw, dtype, count).reshape(shape, order="F" if state[3] else "C")
         target.array = array.astype(dtype.newbyteorder("="), copy=True)
         return

@@ -74,11 +74,12 @@ def test_value_count_is_capped(monkeypatch):
 
 def test_byte_count_is_capped(monkeypatch):
     monkeypatch.setattr(restricted_pickle, "MAX_BYTES", 1000)
-    # under 1000 bytes of file, over 1000 decoded (the array data is held twice: as
-    # the pickled string and as the array)
-    blob = pickle.dumps(["a" * 300, np.zeros(400, np.uint8)], protocol=2)
+    monkeypatch.setattr(restricted_pickle, "MAX_FILE_BYTES", 1100)
+    # under 1000 bytes of file, over 1000 decoded: protocol 2 pickles bytes as
+    # text, then encodes it, so the array data is decoded twice
+    blob = pickle.dumps(["a" * 100, np.zeros(500, np.uint8)], protocol=2)
     assert len(blob) < 1000
-    with pytest.raises(FormatError, match=f"{WHERE}.*more than 1000 bytes"):
+    with pytest.raises(FormatError, match=f"{WHERE}.*more than 1000 bytes of strings"):
         load(blob, WHERE)
     with pytest.raises(FormatError, match=f"{WHERE}: 1200 bytes is larger than any CIFAR"):
         load(b"\x80\x02" + b"N" * 1197 + b".", WHERE)
@@ -87,8 +88,9 @@ def test_byte_count_is_capped(monkeypatch):
 def test_limits_admit_the_largest_official_file():
     # CIFAR-100 ``train``: 50000 x 3072 pixel bytes, 3 lists of 50000 entries.
     n = 50_000
-    assert n * 3072 + n * 40 < restricted_pickle.MAX_BYTES
-    assert 2 * 3 * n < restricted_pickle.MAX_NODES
+    assert 2 * n * 3072 + n * 40 < restricted_pickle.MAX_BYTES
+    assert int(1.5 * n * 3072) + n * 100 < restricted_pickle.MAX_FILE_BYTES
+    assert 3 * n * 3 < restricted_pickle.MAX_NODES  # three lists, a margin of three
 
 
 @pytest.mark.parametrize("blob, msg", [
