@@ -232,15 +232,15 @@ def read_maybe_gzip(path: str | Path, max_size: int | None = None,
         return data, None
 
 
-def parse_idx(data: bytes, path: str | Path, ndim: int | None = None) -> np.ndarray:
+def parse_idx(data: bytes, where: str | Path, ndim: int | None = None) -> np.ndarray:
     """Decode IDX bytes into a native-endian, writable array.
 
     Parameters
     ----------
     data : bytes
         The (decompressed) file content.
-    path : str or Path
-        Only used in error messages.
+    where : str or Path
+        The file's name, used in error messages.
     ndim : int, optional
         Required number of dimensions (3 for images, 1 for labels).
 
@@ -257,22 +257,22 @@ def parse_idx(data: bytes, path: str | Path, ndim: int | None = None) -> np.ndar
         ``len(data)`` before any array is made, so no product of dimensions can
         overflow.  No other exception escapes for any ``data``.
     """
-    shape, dtype, header = declared_size(data[:MAX_HEADER], path)
+    shape, dtype, header = declared_size(data[:MAX_HEADER], where)
     if ndim is not None and len(shape) != ndim:
-        raise FormatError(f"{path}: IDX header says {len(shape)} dimensions, expected {ndim}")
+        raise FormatError(f"{where}: IDX header says {len(shape)} dimensions, expected {ndim}")
     count = math.prod(shape)
     expected = count * dtype.itemsize
     actual = len(data) - header
     if actual < expected:
-        raise FormatError(f"{path}: truncated IDX file: header says shape {shape} "
+        raise FormatError(f"{where}: truncated IDX file: header says shape {shape} "
                           f"({expected} bytes of data) but only {actual} bytes follow")
     if actual > expected:
-        raise FormatError(f"{path}: size disagrees with the IDX header: shape {shape} "
+        raise FormatError(f"{where}: size disagrees with the IDX header: shape {shape} "
                           f"needs {expected} bytes of data but {actual} follow")
     try:
         array = np.frombuffer(data, dtype, count, header).reshape(shape)
     except ValueError as exc:  # e.g. (0, 2**32-1, 2**32-1, ...) or more dims than numpy has
-        raise FormatError(f"{path}: IDX shape {shape} cannot be an array ({exc})") from None
+        raise FormatError(f"{where}: IDX shape {shape} cannot be an array ({exc})") from None
     # A copy makes the array writable and native-endian (frombuffer over bytes is read-only).
     return array.astype(dtype.newbyteorder("="), copy=True)
 
