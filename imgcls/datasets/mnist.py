@@ -43,15 +43,15 @@ def _gzip_bound(size: int) -> int:
 def _read_verified(path: Path, remote: RemoteFile, verify: bool) -> tuple[bytes, str]:
     """Content of ``path`` (decompressed) after the SHA-256 check; returns (content, how).
 
-    With ``verify``, memory is bounded by the official sizes: the file is read
-    only up to the largest gzip of the official content, and decompressed only
-    up to the official content's size (``remote.raw_size``).  Without it, by the
-    size the file's IDX header declares.
+    Memory is bounded by the official sizes, with or without ``verify`` (which
+    skips only the checksum): the file is read only up to the largest gzip of
+    the official content, and decompressed only up to the official content's
+    size (``remote.raw_size``; a smaller subset loads).
     """
-    if not verify:
-        return read_maybe_gzip(path)[0], "not verified (verify=False)"
     official = remote.filename[:-3]
     bound, why = remote.raw_size, f"the size of the official {official}"
+    if not verify:
+        return read_maybe_gzip(path, bound, why)[0], "not verified (verify=False)"
     data = read_bounded(path, None if bound is None else _gzip_bound(bound),
                         f"the most any copy of the official {official} ({bound} bytes) takes",
                         what="IDX file")
@@ -91,6 +91,7 @@ def load_idx_dataset(name: str, root=None, download: bool = False, *, verify: bo
         Fetch missing files (into ``root`` or the cache dir).
     verify : bool, default True
         Check each file's SHA-256 against the official release before parsing.
+        Either way no file is read or decompressed past the official size.
     mirrors : list of str, optional
         Base URLs to download from (default ``resources.MIRRORS[name]``).
     progress : bool, optional

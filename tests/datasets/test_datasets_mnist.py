@@ -80,6 +80,17 @@ def test_gzip_bomb_under_an_official_name_stops_at_the_official_size(tmp_path, m
     assert peak < 4 << 20, f"peak {peak} bytes"
 
 
+def test_gzip_bomb_stops_at_the_official_size_without_verify(tmp_path, monkeypatch):
+    data = small_idx_set()
+    _official_with_sizes(monkeypatch, "mnist", data)
+    path = write_idx_set(tmp_path, data)["train-labels-idx1-ubyte"]
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros(20 << 20, np.uint8)), mtime=0))
+    error, peak = _peak(lambda: load_dataset("mnist", root=tmp_path, verify=False))
+    assert isinstance(error, FormatError), error
+    assert f"{path}: decompresses to more than 38 bytes (the size of the official" in str(error)
+    assert peak < 4 << 20, f"peak {peak} bytes"
+
+
 def test_gzip_bomb_without_a_content_checksum_is_never_decompressed(tmp_path, monkeypatch):
     data = small_idx_set()
     _official_with_sizes(monkeypatch, "fashion-mnist", data, content_checksums=False)
