@@ -181,7 +181,14 @@ def _verify(args) -> int:
             table.add_row(r["path"] or r["file"], f"[{style}]{r['status']}[/{style}]", r["detail"])
         _console().print(table)
     if bad or not present:
-        print(f"imgcls: {len(bad)} file(s) failed the check" if bad else
-              "imgcls: no file of this data set was found", file=sys.stderr)
+        # The table above is the result; the exit status and this one line (in
+        # the CLI's error format) say that the check failed.
+        from ..datasets.base import get_spec
+        from ..datasets.locations import resolve_root
+
+        folder = resolve_root(get_spec(args.name)[0].name, args.root)
+        print(f"imgcls: error: {args.name}: {len(bad)} file(s) failed the SHA-256 check in "
+              f"{folder}" if bad else f"imgcls: error: {args.name}: no file of this data set "
+              f"was found in {folder}", file=sys.stderr)
         return 1
     return 0

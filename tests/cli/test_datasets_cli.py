@@ -78,9 +78,11 @@ def test_verify_reports_a_mismatch_and_missing_files(tmp_path, capsys):
     rows = {r["file"]: r for r in json.loads(captured.out)}
     assert rows["train-labels-idx1-ubyte.gz"]["status"] == "mismatch"
     assert rows["t10k-images-idx3-ubyte.gz"]["status"] == "missing"
-    assert "1 file(s) failed" in captured.err
+    assert captured.err == (f"imgcls: error: mnist: 1 file(s) failed the SHA-256 check in "
+                            f"{tmp_path}\n")
     assert run(["datasets", "verify", "cifar10", "--root", str(tmp_path / "none")]) == 1
-    assert "no file" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"imgcls: error: cifar10: no file of this data set was "
+                                       f"found in {tmp_path / 'none'}\n")
 
 
 def test_verify_refuses_a_bundled_data_set():
