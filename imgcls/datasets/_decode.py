@@ -1,134 +1,332 @@
-"""Decoding image files into arrays: the part of ``folder:`` that runs in workers.
+"""The one decoding path from an image file to a model input.
 
-Only numpy and Pillow are used here, so a worker process starts quickly.  A
-worker receives file paths and options (never pixel data) and sends back one
-uint8 array per chunk of files plus the reason for each file it could not read.
+Both the ``folder:`` loader (in this process, in its threads and in its forked
+worker processes) and ``imgcls predict`` (:mod:`imgcls.pipeline.images`) decode
+through :func:`decode_file`, so a model is asked about exactly the pixels it was
+trained on.  Only numpy and Pillow are imported here, so a worker starts quickly.
 
-:func:`decode_one` is the reference for a single file; :func:`decode_chunk`
-decodes many files into one block, the unit of work of the thread and process
-pools in :mod:`imgcls.datasets.folder`.
+Rules, in the order they are applied:
+
+1. **Files.**  Only regular files are opened (:func:`imgcls._files.open_regular`:
+   a FIFO, socket or device is refused without blocking).  Only the formats in
+   :data:`FORMATS` are identified, from the content, not the name: this keeps
+   Pillow's rarer parsers (and its EPS plugin, which runs Ghostscript) away from
+   files that strangers hand out.  The first frame of an animation is used.
+2. **Size limits.**  ``width * height`` from the header is checked against
+   ``max_pixels`` before any pixel is decoded; Pillow's own decompression-bomb
+   refusal (above twice ``PIL.Image.MAX_IMAGE_PIXELS``) is reported like any
+   unreadable file.
+3. **EXIF orientation is applied** (the Orientation tag as
+   :meth:`PIL.Image.Image.getexif` reads it, XMP ``tiff:Orientation`` included),
+   as :func:`PIL.ImageOps.exif_transpose` would: images are learnt and
+   classified the way a viewer shows them, which is the way a person labelled
+   them.  A camera that rotates its pixels and one that writes the tag then
+   give the same input.  Unreadable metadata counts as "no rotation", as in a
+   viewer.  Sizes (``image_size``, "images have different sizes") are those of
+   the rotated image.
+4. **Pixel formats** to 8-bit ``L`` or ``RGB``:
+
+   * 16-bit greyscale (``I;16*``) keeps its high byte (``>> 8``), as Pillow
+     itself does for 16-bit RGB and grey+alpha PNGs;
+   * transparency (``RGBA``, ``LA``, ``PA``, ``RGBa``, ``La``, and a palette,
+     grey or RGB image with a transparent index or colour, as PNG ``tRNS`` and
+     GIF give) is composited onto **black**:
+     ``round(colour * alpha / 255)`` per channel.  The image sets imgcls learns
+     from (MNIST, digits) draw ink on a black background;
+   * palette, ``1`` (bilevel, 0/255), ``CMYK``, ``YCbCr``, ``HSV``, ``LAB``,
+     ``RGBX`` are converted by Pillow (CMYK naively: ICC profiles are ignored);
+   * 32-bit integer and float pixels (``I``, ``F``) have no agreed 8-bit range:
+     an error, never a guess;
+   * grey for ``mode="L"`` is Pillow's ITU-R 601-2 luma (0.299 R + 0.587 G +
+     0.114 B); ``mode="RGB"`` repeats a grey image over three channels.
+5. **Resizing** (only when ``size`` is given and differs): Pillow's bilinear
+   filter (``Image.resize(..., BILINEAR)``, antialiased when shrinking), aspect
+   ratio ignored.  A JPEG is first decoded at the smallest DCT scale (1/2, 1/4,
+   1/8) that is still at least the requested size (``Image.draft``): much less
+   work for a photo that is shrunk anyway.
+
+:func:`decode_file` is the single-file entry point (an array, or
+:class:`~imgcls.errors.ImageError` naming the file and the cause);
+:func:`decode_chunk` decodes many files into blocks, the unit of work of the
+pools in :mod:`imgcls.datasets.folder`; :func:`header_sizes` reads only the
+headers, so that a folder's sizes can be compared before a large buffer is
+allocated.
 """
 
 from __future__ import annotations
 
+import os
+import struct
+
 import numpy as np
 from PIL import Image
 
+from .._files import open_regular
+from ..errors import ImageError
+
+__all__ = ["MODES", "FORMATS", "UNREADABLE", "decode_file", "decode_chunk", "header_sizes"]
+
 MODES = {"RGB": 3, "L": 1}
 
+# Pillow format names identified from the content.  DIB is BMP without its file
+# header (``.dib``), TIFF is read by ``imgcls predict``; MPO (several JPEGs in
+# one file, from cameras) is found by the JPEG plugin.
+FORMATS = ("PNG", "JPEG", "BMP", "DIB", "GIF", "WEBP", "TIFF")
 
-def _open_checked(path: str, max_pixels: int | None):
-    """Open ``path`` lazily (header only); a reason string when it is over ``max_pixels``."""
-    im = Image.open(path)
-    width, height = im.size
-    # Checked on the header, before any pixel is decoded; per call, so Pillow's
-    # global MAX_IMAGE_PIXELS is never touched.
-    if max_pixels is not None and width * height > max_pixels:
-        im.close()
-        return f"{width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}"
-    return im
+# Largest decoded block (bytes) that decode_chunk fills before it starts
+# another: a chunk of 256 files whose first image is large must not reserve
+# 256 times that image before the second file shows whether sizes agree.
+# 64 MiB holds a whole chunk of images up to ~256 KB (e.g. 290 x 290 RGB), so
+# the common case is one block per chunk.
+BLOCK_BYTES = 64 << 20
+
+# EXIF tag 0x0112 (Orientation) -> the transposition that shows the image
+# upright (the table of PIL.ImageOps.exif_transpose).
+ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})
+# Where Pillow's getexif() finds an orientation besides a TIFF's own tags.
+_METADATA_KEYS = ("exif", "XML:com.adobe.xmp", "xmp")
+
+_SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_ALPHA = {"RGBA": "RGBA", "RGBa": "RGBA", "PA": "RGBA", "LA": "LA", "La": "LA"}
+# Modes whose info["transparency"] names a transparent index or colour.
+_TRANSPARENT_COLOUR = {"P": "RGBA", "L": "LA", "RGB": "RGBA", "1": "LA"}
+
+# What Pillow raises on a file it cannot decode.  OSError covers "cannot
+# identify image file" and "image file is truncated"; the others come from
+# crafted headers and chunks (struct.error from short fields, SyntaxError and
+# ValueError from plugins' checks, Lookup/Type/ArithmeticError from
+# inconsistent tables).  DecompressionBombError is not an OSError.
+UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, LookupError, TypeError,
+              ArithmeticError, struct.error, Image.DecompressionBombError)
 
 
-def _pixels(im, mode: str, size: tuple[int, int] | None):
-    """The opened image ``im`` decoded, in ``mode`` and (height, width) ``size``."""
-    if size is not None and im.format == "JPEG" and im.size != (size[1], size[0]):
-        # JPEG can decode at 1/2, 1/4 or 1/8 scale directly (DCT scaling): much
-        # less work for a large photo that is resized down anyway.  draft()
-        # never goes below the requested size, so the resize below still sets
-        # the exact size.  The mode is left to convert() so that colours are
-        # the same as without draft().
-        im.draft(None, (size[1], size[0]))
-    im.load()
-    if im.mode != mode:
-        im = im.convert(mode)
-    if size is not None and im.size != (size[1], size[0]):
-        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    return im
+class Unreadable(Exception):
+    """Why one file is not decoded: ``args[0]`` is the reason, without the path."""
+
+    @property
+    def reason(self) -> str:
+        return self.args[0]
 
 
-# What an unreadable file raises.  OSError covers "cannot identify image file"
-# and "image file is truncated".
-_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError)
+class _NotRegular(ImageError):
+    """open_regular's refusal; its message starts with the path."""
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, Image.DecompressionBombError):
         return f"over Pillow's decompression-bomb limit ({exc})"
-    return f"corrupt or truncated image ({type(exc).__name__}: {exc})"
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return (f"corrupt or truncated image, or not in a format imgcls reads "
+                f"({', '.join(FORMATS)})")
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return f"corrupt or truncated image ({type(exc).__name__}: {detail})"
 
 
-def decode_one(path: str, mode: str, size: tuple[int, int] | None,
-               max_pixels: int | None) -> np.ndarray | str:
-    """One image as an array (H, W, C) uint8, or the reason it cannot be read.
+def _open(path: str, f, max_pixels: int | None):
+    """The image in ``f`` opened lazily (header only), checked against ``max_pixels``."""
+    im = Image.open(f, formats=FORMATS)
+    width, height = im.size
+    # Checked on the header, before any pixel is decoded; per call, so Pillow's
+    # global MAX_IMAGE_PIXELS is never touched.
+    if max_pixels is not None and width * height > max_pixels:
+        raise Unreadable(f"{width}x{height} = {width * height} pixels exceeds "
+                         f"max_pixels={max_pixels}")
+    return im
 
-    The plain reference for :func:`decode_chunk`.
+
+def _regular(path: str):
+    try:
+        return open_regular(path, error=_NotRegular, what="file")
+    except _NotRegular as exc:
+        raise Unreadable(str(exc).removeprefix(f"{path}: ")) from None
+
+
+def orientation(im) -> int:
+    """The EXIF orientation (1..8) of an opened image; 1 when absent or unreadable."""
+    if im.format != "TIFF" and not any(k in im.info for k in _METADATA_KEYS):
+        return 1  # the common case, without building an Exif object
+    try:
+        value = im.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001  metadata a viewer would ignore
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+
+
+def _composite_on_black(im):
+    """An image with alpha composited onto opaque black (L or RGB)."""
+    mode = _ALPHA[im.mode]
+    arr = np.asarray(im if im.mode == mode else im.convert(mode))
+    colour = arr[..., :-1].astype(np.uint16)
+    # round(c * a / 255): c * a / 255 is never k + 1/2 (255 is odd), so the
+    # integer form below is exact rounding.
+    out = (colour * arr[..., -1:] + 127) // 255
+    out = out.astype(np.uint8)
+    return Image.fromarray(out[..., 0] if mode == "LA" else out, "L" if mode == "LA" else "RGB")
+
+
+def _to_mode(im, mode: str):
+    """``im`` (loaded) in ``mode`` ("L" or "RGB") under the rules of the module docstring."""
+    if "transparency" in im.info and im.mode in _TRANSPARENT_COLOUR:
+        # A transparent palette entry or colour (PNG tRNS, GIF): alpha from it.
+        im = im.convert(_TRANSPARENT_COLOUR[im.mode])
+    if im.mode == mode:
+        return im
+    if im.mode in _ALPHA:
+        im = _composite_on_black(im)
+    elif im.mode in _SIXTEEN_BIT:
+        im = Image.fromarray((np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8), "L")
+    elif im.mode in ("I", "F"):
+        kind = "integer" if im.mode == "I" else "float"
+        raise Unreadable(f"mode {im.mode!r} (32-bit {kind} pixels) has no agreed 8-bit range; "
+                         f"convert it to an 8-bit image first")
+    elif im.mode == "LAB":
+        im = im.convert("RGB")  # Pillow has no LAB -> L conversion
+    return im if im.mode == mode else im.convert(mode)
+
+
+def _decode(im, mode: str, size: tuple[int, int] | None):
+    """The opened image ``im`` decoded, upright, in ``mode`` and (height, width) ``size``."""
+    turn = orientation(im)
+    if size is not None and im.format == "JPEG":
+        # draft() never goes below the requested size (in the stored
+        # orientation), so the resize below still sets the exact size.  The
+        # mode is left to _to_mode so that colours are the same as without it.
+        want = (size[0], size[1]) if turn in _SWAPS_SIDES else (size[1], size[0])
+        if im.size != want:
+            im.draft(None, want)
+    im.load()
+    im = _to_mode(im, mode)
+    if turn != 1:
+        im = im.transpose(_TRANSPOSE[turn])
+    if size is not None and im.size != (size[1], size[0]):
+        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return im
+
+
+def decode_file(path: str | os.PathLike, mode: str = "RGB", size: tuple[int, int] | None = None,
+                max_pixels: int | None = None) -> np.ndarray:
+    """Decode one image file into a model input.
+
+    Parameters
+    ----------
+    path : str or path-like
+    mode : {"RGB", "L"}
+        Colour mode of the result (C = 3 or 1).
+    size : (int, int), optional
+        (height, width) to resize to; the image's own (upright) size if None.
+    max_pixels : int, optional
+        Largest ``width * height`` accepted, from the header.
+
+    Returns
+    -------
+    image : ndarray of shape (H, W, C) uint8
+
+    Raises
+    ------
+    ImageError
+        The file is missing, not a regular file, not an image in
+        :data:`FORMATS`, corrupt or truncated, over ``max_pixels`` or Pillow's
+        decompression-bomb limit, or has 32-bit pixels; the message names
+        ``path`` and the cause, in one line.
     """
     try:
-        im = _open_checked(path, max_pixels)
-        if isinstance(im, str):
-            return im
-        with im:
-            out = np.asarray(_pixels(im, mode, size), dtype=np.uint8)
-    except _UNREADABLE as exc:
-        return _reason(exc)
+        with _regular(str(path)) as f, _open(str(path), f, max_pixels) as im:
+            out = np.asarray(_decode(im, mode, size), dtype=np.uint8)
+    except Unreadable as exc:
+        raise ImageError(f"{path}: {exc.reason}") from None
+    except UNREADABLE as exc:
+        raise ImageError(f"{path}: {_reason(exc)}") from None
     return out.reshape(out.shape[0], out.shape[1], MODES[mode])
+
+
+def header_sizes(paths: list[str], max_pixels: int | None) -> list[tuple[int, int] | None]:
+    """(height, width) of each upright image from its header alone; None when unreadable.
+
+    Nothing is decoded.  A file over ``max_pixels`` or unreadable gets None:
+    decoding reports it.  The size is the decoded one except for a PNG whose
+    EXIF chunk follows the pixel data (rare): decoding checks sizes again.
+    """
+    out: list[tuple[int, int] | None] = []
+    for path in paths:
+        try:
+            with _regular(path) as f, _open(path, f, max_pixels) as im:
+                width, height = im.size
+                turn = orientation(im)
+            out.append((width, height) if turn in _SWAPS_SIDES else (height, width))
+        except (Unreadable, *UNREADABLE):
+            out.append(None)
+    return out
 
 
 def decode_chunk(paths: list[str], mode: str, size: tuple[int, int] | None,
                  max_pixels: int | None, stop_on_error: bool
-                 ) -> tuple[np.ndarray | None, list[int], list[tuple[int, str]],
+                 ) -> tuple[list[np.ndarray], list[int], list[tuple[int, str]],
                             tuple[int, tuple[int, ...]] | None]:
-    """Decode ``paths`` into one block.
+    """Decode ``paths`` into blocks of images of one shape.
 
     Parameters
     ----------
     paths : list of str
     mode, size, max_pixels
-        As for :func:`decode_one`.
+        As for :func:`decode_file`.
     stop_on_error : bool
         Return at the first unreadable file (the caller raises on it, so the
         rest of the chunk would be decoded for nothing).
 
     Returns
     -------
-    block : ndarray (k, H, W, C) uint8, or None when no file was read
-        The decoded images, in order.
+    blocks : list of ndarray (k_i, H, W, C) uint8
+        The decoded images in order, all of one shape; one block unless the
+        images are large (a block holds at most :data:`BLOCK_BYTES`, so that
+        nothing is reserved for images not yet seen to have that shape).
     kept : list of int
-        Index into ``paths`` of each row of ``block``.
+        Index into ``paths`` of each decoded image (the rows of the blocks, in order).
     errors : list of (int, str)
         Index into ``paths`` and reason, per unreadable file.
     mismatch : (int, shape) or None
-        The first image whose (H, W, C) differs from ``block``'s; decoding
-        stops there (the caller reports the two files).
+        The first image whose (H, W, C) differs from the first one's;
+        decoding stops there (the caller reports the two files).
     """
     channels = MODES[mode]
+    blocks: list[np.ndarray] = []
     block: np.ndarray | None = None
+    filled = 0
     kept: list[int] = []
     errors: list[tuple[int, str]] = []
-    # decode_one() inlined: for a 32x32 PNG the per-file Python overhead is most
-    # of the time, and writing into the block through the image's array
-    # interface saves an intermediate array.
     for j, path in enumerate(paths):
         try:
-            im = _open_checked(path, max_pixels)
-            if isinstance(im, str):
-                errors.append((j, im))
-                if stop_on_error:
-                    break
-                continue
-            with im:  # closes the file (GIF/WebP keep it open after load())
-                im = _pixels(im, mode, size)
+            with _regular(path) as f, _open(path, f, max_pixels) as im:
+                im = _decode(im, mode, size)
                 shape = (im.size[1], im.size[0], channels)
-                if block is None:
-                    block = np.empty((len(paths) - j, *shape), np.uint8)
-                elif shape != block.shape[1:]:
-                    return block[:len(kept)], kept, errors, (j, shape)
-                row = block[len(kept)]
+                if block is not None and shape != block.shape[1:]:
+                    if filled:
+                        blocks.append(block[:filled])
+                    return blocks, kept, errors, (j, shape)
+                if block is None or filled == len(block):
+                    if block is not None:
+                        blocks.append(block)
+                    rows = max(1, min(len(paths) - j, BLOCK_BYTES // int(np.prod(shape))))
+                    block, filled = np.empty((rows, *shape), np.uint8), 0
+                # Written through the image's array interface: no intermediate array.
+                row = block[filled]
                 (row[..., 0] if channels == 1 else row)[...] = im
-        except _UNREADABLE as exc:
+        except Unreadable as exc:
+            errors.append((j, exc.reason))
+            if stop_on_error:
+                break
+            continue
+        except UNREADABLE as exc:
             errors.append((j, _reason(exc)))
             if stop_on_error:
                 break
             continue
+        filled += 1
         kept.append(j)
-    return (None if block is None else block[:len(kept)]), kept, errors, None
+    if block is not None and filled:
+        blocks.append(block[:filled])
+    return blocks, kept, errors, None

@@ -10,8 +10,12 @@ starts with ``.`` (``.DS_Store``, ``.ipynb_checkpoints``) and ``__MACOSX`` are
 ignored, as are files whose extension is not an image format's (PNG, JPEG, BMP,
 GIF, WebP).
 
-Decoding (:mod:`imgcls.datasets._decode`) runs a chunk of files per task on all
-cores.  Larger images go to a thread pool: Pillow releases the GIL while it
+Each file is decoded by :mod:`imgcls.datasets._decode`, the one decoding path
+that ``imgcls predict`` uses too (its docstring states the rules for 16-bit,
+alpha, palette, CMYK, EXIF orientation and resizing).  Only regular files are
+opened: a FIFO is reported like an unreadable image, never waited on.
+
+Decoding runs a chunk of files per task on all cores.  Larger images go to a thread pool: Pillow releases the GIL while it
 decodes, so threads use every core without copying pixels between processes.
 Many small images go to forked worker processes: there Pillow's per-file
 Python work, which holds the GIL, is most of the time, so threads would run
@@ -34,7 +38,7 @@ import numpy as np
 
 from .._progress import bar
 from ..errors import ConfigError, DatasetError, ImageError
-from ._decode import MODES, decode_chunk
+from ._decode import MODES, decode_chunk, header_sizes
 from .base import Dataset, check_options, stratified_split
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".gif",
@@ -48,6 +52,12 @@ PROCESS_CHUNK = 256  # at most this many images per process task (one round trip
 # crossover), one in-process loop below that.
 PROCESS_MAX_PIXELS = 64 * 64
 PROCESS_MIN_FILES = 1000
+# The one buffer for every image, (n, H, W, C), is reserved from the first
+# decoded image's shape.  Up to PREALLOC_BYTES that happens at once (CIFAR-10's
+# 60,000 32x32 RGB images are 184 MB); above it every header is read first
+# (:func:`check_sizes`), so that one large image in front of many small ones
+# is reported as "different sizes" instead of reserving n times its size.
+PREALLOC_BYTES = 1 << 30
 
 
 def is_hidden(name: str) -> bool:
@@ -150,17 +160,37 @@ def _fork_is_usable() -> bool:
             and not mp.current_process().daemon)
 
 
-def _peek_pixels(paths: list[str], size) -> int | None:
-    """H * W of the decoded images, from ``size`` or the first file's header."""
+def _peek_size(paths: list[str], size) -> tuple[int, int] | None:
+    """(H, W) of the decoded images, from ``size`` or the first file's header."""
     if size is not None:
-        return size[0] * size[1]
-    from PIL import Image
+        return size
+    return header_sizes(paths[:1], None)[0]  # None: the decoding proper reports it
 
-    try:
-        with Image.open(paths[0]) as im:
-            return im.size[0] * im.size[1]
-    except Exception:  # noqa: BLE001  (the decoding proper reports this file)
-        return None
+
+def _different_sizes(root: Path, a: str, a_shape, b: str, b_shape) -> DatasetError:
+    return DatasetError(
+        f"{root}: images have different sizes, e.g. {a} is {a_shape[1]}x{a_shape[0]} "
+        f"and {b} is {b_shape[1]}x{b_shape[0]} (width x height); pass "
+        f"image_size=(H, W) to resize them")
+
+
+def check_sizes(paths: list[str], max_pixels: int | None, kind: str, workers: int,
+                root: Path) -> None:
+    """Raise :class:`DatasetError` naming two files of different sizes, from headers only.
+
+    Files whose header cannot be read or is over ``max_pixels`` are left to
+    the decoding, which reports them.
+    """
+    first: tuple[str, tuple[int, int]] | None = None
+    with _chunk_results(kind, paths, workers, (max_pixels,), work=header_sizes) as results:
+        for (lo, _), sizes in results:
+            for j, hw in enumerate(sizes):
+                if hw is None:
+                    continue
+                if first is None:
+                    first = (paths[lo + j], hw)
+                elif hw != first[1]:
+                    raise _different_sizes(root, *first, paths[lo + j], hw)
 
 
 def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
@@ -168,11 +198,11 @@ def _chunks(n: int, chunk: int) -> list[tuple[int, int]]:
 
 
 @contextlib.contextmanager
-def _chunk_results(kind: str, paths: list[str], workers: int, args: tuple):
-    """Yield an iterator over ((lo, hi), decode_chunk result) in file order."""
+def _chunk_results(kind: str, paths: list[str], workers: int, args: tuple, work=decode_chunk):
+    """Yield an iterator over ((lo, hi), ``work(paths[lo:hi], *args)``) in file order."""
     if kind == "sequential":
         spans = _chunks(len(paths), THREAD_CHUNK)
-        yield ((s, decode_chunk(paths[s[0]:s[1]], *args)) for s in spans)
+        yield ((s, work(paths[s[0]:s[1]], *args)) for s in spans)
         return
     if kind == "processes":
         # Enough chunks to balance the load (workers finish unevenly on a
@@ -192,7 +222,7 @@ def _chunk_results(kind: str, paths: list[str], workers: int, args: tuple):
             # Only paths and options go to workers; arrays come back.  map()
             # submits every chunk now, so processes are forked here, before
             # the caller starts the progress bar's thread.
-            results = pool.map(decode_chunk, [paths[lo:hi] for lo, hi in spans],
+            results = pool.map(work, [paths[lo:hi] for lo, hi in spans],
                                *([a] * len(spans) for a in args))
         yield zip(spans, results)
     finally:
@@ -220,46 +250,58 @@ def decode_images(paths: list[str], mode: str, size, max_pixels, n_jobs: int | N
         bad file raises :class:`ImageError`).
     """
     workers = n_jobs if n_jobs and n_jobs > 0 else (os.cpu_count() or 1)
-    peek = backend == "auto" and workers > 1 and len(paths) > 1
+    channels = MODES[mode]
+    peeked = _peek_size(paths, size)
     kind = choose_backend(backend, len(paths), workers,
-                          _peek_pixels(paths, size) if peek else None)
+                          None if peeked is None else peeked[0] * peeked[1])
     X: np.ndarray | None = None
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
-    first = ""
-
-    def different_sizes(i: int, shape) -> DatasetError:
-        return DatasetError(
-            f"{root}: images have different sizes, e.g. {first} is {X.shape[2]}x{X.shape[1]} "
-            f"and {paths[i]} is {shape[1]}x{shape[0]} (width x height); pass "
-            f"image_size=(H, W) to resize them")
+    ref: tuple[str, tuple[int, ...]] | None = None  # the first decoded file and its shape
+    # Sizes all agree when resized; else compare every header before a buffer
+    # of more than PREALLOC_BYTES is reserved from the first image's shape.
+    checked = size is not None
+    if (not checked and peeked is not None
+            and len(paths) * peeked[0] * peeked[1] * channels > PREALLOC_BYTES):
+        check_sizes(paths, max_pixels, kind, workers, root)
+        checked = True
 
     try:
         with _chunk_results(kind, paths, workers,
                             (mode, size, max_pixels, on_error == "raise")) as results, \
                 bar("decoding images", len(paths),
                     disable=None if progress is None else not progress) as advance:
-            for (lo, hi), (block, got, errors, mismatch) in results:
-                if X is None and block is not None:
-                    # One buffer for all images: no list of arrays to stack (which
-                    # would need twice the memory at the end).
-                    X = np.empty((len(paths), *block.shape[1:]), np.uint8)
-                    first = paths[lo + got[0]]
-                # Report what comes first in file order, as a sequential loop would.
+            for (lo, hi), (blocks, got, errors, mismatch) in results:
+                shape = blocks[0].shape[1:] if blocks else None
+                if ref is None and shape is not None:
+                    ref = (paths[lo + got[0]], shape)
+                # Report what comes first in file order, as a sequential loop
+                # would, and before anything is reserved for these images.
                 events = [(lo + j, "error", reason) for j, reason in errors]
                 if mismatch is not None:
                     events.append((lo + mismatch[0], "size", mismatch[1]))
-                if block is not None and X is not None and block.shape[1:] != X.shape[1:]:
-                    events.append((lo + got[0], "size", block.shape[1:]))
+                if shape is not None and shape != ref[1]:
+                    events.append((lo + got[0], "size", shape))
                 for i, what, detail in sorted(events, key=lambda e: e[0]):
                     if what == "size":
-                        raise different_sizes(i, detail)
+                        raise _different_sizes(root, *ref, paths[i], detail)
                     if on_error == "raise":
                         raise ImageError(f"{paths[i]}: {detail} (pass on_error='skip' to "
                                          f"leave such files out)")
                     skipped.append((paths[i], detail))
-                if block is not None:
-                    X[len(kept):len(kept) + len(block)] = block
+                if shape is not None:
+                    if X is None:
+                        if not checked and len(paths) * int(np.prod(shape)) > PREALLOC_BYTES:
+                            # The first file's header was unreadable; in-process
+                            # (forking now would copy the progress bar's thread).
+                            check_sizes(paths, max_pixels, "sequential", 1, root)
+                        # One buffer for all images: no list of arrays to stack
+                        # (which would need twice the memory at the end).
+                        X = np.empty((len(paths), *shape), np.uint8)
+                    row = len(kept)
+                    for block in blocks:
+                        X[row:row + len(block)] = block
+                        row += len(block)
                     kept += [lo + j for j in got]
                 advance(hi - lo)
     except BrokenProcessPool as exc:
@@ -311,12 +353,16 @@ def load_folder(path: str | Path, name: str | None = None, *, image_size=None,
         Name recorded on the Dataset (default ``"folder:<path>"``).
     image_size : (int, int), optional
         Resize every image to (height, width) (bilinear).  Without it, all
-        images must have the same size.
+        images must have the same size (after EXIF orientation); sizes are
+        compared before the (n, H, W, C) buffer is reserved, and a mismatch is
+        a :class:`DatasetError` naming two files and their sizes.
     mode : {"RGB", "L"}, default "RGB"
         Colour mode; gives C = 3 or C = 1.
     on_error : {"raise", "skip"}, default "raise"
-        On a corrupt, truncated or too large image: raise :class:`ImageError`
-        naming the file, or leave it out and list it in ``Dataset.skipped``.
+        On a corrupt, truncated or too large image, a FIFO or other
+        non-regular file, or 32-bit pixels: raise :class:`ImageError` naming
+        the file and the cause, or leave it out and list it with the cause in
+        ``Dataset.skipped``.
     max_pixels : int, optional
         Largest width * height accepted, checked per call from the image
         header (Pillow's global ``MAX_IMAGE_PIXELS`` is not touched; Pillow's

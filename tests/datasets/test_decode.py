@@ -1,0 +1,341 @@
+"""The one decoding path: folder loader (all backends) and predict see the same pixels."""
+
+import io
+import os
+import sys
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageOps
+
+from imgcls.datasets import load_dataset
+from imgcls.datasets._decode import FORMATS, decode_chunk, decode_file, header_sizes
+from imgcls.errors import DatasetError, ImageError
+from imgcls.neighbors import KNearestNeighbor
+from imgcls.pipeline import read_image_for_model
+
+ORIENTATION = 0x0112
+H, W = 9, 12  # displayed size of every file of the byte-for-byte test
+
+
+def _exif(orientation):
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    return exif.tobytes()
+
+
+def _noise(shape, seed, high=256, dtype=np.uint8):
+    return np.random.default_rng(seed).integers(0, high, shape, dtype=dtype)
+
+
+def _write(path, image, **save):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **save)
+    return path
+
+
+def _palette_with_transparency(seed):
+    im = Image.fromarray(_noise((H, W), seed, high=4), "P")
+    im.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 250, 250, 250])
+    return im
+
+
+def _variety(root):
+    """One file per decoding rule, all shown as W x H, in two classes."""
+    files = {
+        "a/grey8.png": (Image.fromarray(_noise((H, W), 1), "L"), {}),
+        "a/grey16.png": (Image.fromarray(_noise((H, W), 2, 65536, np.uint16)), {}),
+        "a/rgba.png": (Image.fromarray(_noise((H, W, 4), 3), "RGBA"), {}),
+        "a/la.png": (Image.fromarray(_noise((H, W, 2), 4), "LA"), {}),
+        "a/bilevel.png": (Image.fromarray(_noise((H, W), 5, 2).astype(bool)), {}),
+        "b/palette.png": (_palette_with_transparency(6), {"transparency": 3}),
+        "b/palette.gif": (_palette_with_transparency(7), {"transparency": 0}),
+        "b/cmyk.jpg": (Image.fromarray(_noise((H, W, 4), 8), "CMYK"), {"quality": 95}),
+        # Stored W x H turned a quarter: shown as W x H once EXIF is applied.
+        "b/turned.jpg": (Image.fromarray(_noise((W, H, 3), 9), "RGB"), {"exif": _exif(6)}),
+        "b/rgb.webp": (Image.fromarray(_noise((H, W, 3), 10), "RGB"), {"lossless": True}),
+    }
+    for split in ("train", "test"):
+        for name, (image, save) in files.items():
+            _write(root / split / name, image, **save)
+    return sorted(files)
+
+
+@pytest.mark.parametrize("mode, image_size", [("RGB", None), ("L", None), ("RGB", (7, 5)),
+                                              ("L", (20, 30))])
+def test_model_trained_from_a_folder_predicts_on_the_same_bytes(tmp_path, mode, image_size):
+    names = _variety(tmp_path)
+    ds = load_dataset(f"folder:{tmp_path}", mode=mode, image_size=image_size, n_jobs=1)
+    model = KNearestNeighbor(k=1).fit(ds.X_train, ds.y_train)
+    inputs = np.concatenate([read_image_for_model(tmp_path / "train" / name, model.image_shape_)
+                             for name in names])
+    assert inputs.shape == ds.X_train.shape
+    for name, row, got in zip(names, ds.X_train, inputs):
+        np.testing.assert_array_equal(got, row, err_msg=name)
+    np.testing.assert_array_equal(model.predict(inputs), ds.y_train)
+
+
+def test_threads_and_processes_decode_like_one_loop(tmp_path):
+    _variety(tmp_path)
+    options = {"mode": "RGB", "image_size": (10, 8)}
+    one = load_dataset(f"folder:{tmp_path}", n_jobs=1, **options)
+    backends = ["threads"] + (["processes"] if sys.platform.startswith("linux") else [])
+    for backend in backends:
+        par = load_dataset(f"folder:{tmp_path}", n_jobs=2, backend=backend, **options)
+        np.testing.assert_array_equal(par.X_train, one.X_train)
+
+
+def test_sixteen_bit_grey_keeps_the_high_byte(tmp_path):
+    values = np.array([[0, 255, 256, 40000, 65535]], np.uint16)
+    for split in ("train", "test"):
+        _write(tmp_path / split / "c" / "deep.png", Image.fromarray(values))
+    ds = load_dataset(f"folder:{tmp_path}", mode="L")
+    assert ds.X_train[0, 0, :, 0].tolist() == (values[0] >> 8).tolist() == [0, 0, 1, 156, 255]
+
+
+def test_transparency_is_composited_onto_black(tmp_path):
+    rgba = Image.new("RGBA", (2, 1), (200, 100, 50, 128))
+    rgba.putpixel((1, 0), (255, 255, 255, 0))
+    assert decode_file(_write(tmp_path / "a.png", rgba)).tolist() == [[[100, 50, 25], [0, 0, 0]]]
+    la = Image.new("LA", (1, 1), (200, 128))
+    assert decode_file(_write(tmp_path / "la.png", la), "L").tolist() == [[[100]]]
+    assert decode_file(tmp_path / "la.png", "RGB").tolist() == [[[100, 100, 100]]]
+    pal = _palette_with_transparency(0)
+    pal.putpixel((0, 0), 3)
+    pal.putpixel((1, 0), 0)
+    got = decode_file(_write(tmp_path / "p.png", pal, transparency=3))
+    assert got[0, 0].tolist() == [0, 0, 0] and got[0, 1].tolist() == [255, 0, 0]
+    # A grey image with a transparent grey level (PNG tRNS) is transparent there too.
+    grey = Image.fromarray(np.array([[7, 9]], np.uint8), "L")
+    assert decode_file(_write(tmp_path / "g.png", grey, transparency=7), "L").ravel().tolist() \
+        == [0, 9]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("size", [None, (6, 4)])
+def test_exif_orientation_is_applied(tmp_path, orientation, size):
+    pixels = Image.fromarray(_noise((8, 5, 3), orientation), "RGB")
+    plain = _write(tmp_path / "plain.jpg", pixels, quality=90)
+    tagged = _write(tmp_path / "tagged.jpg", pixels, quality=90, exif=_exif(orientation))
+    upright = ImageOps.exif_transpose(Image.open(tagged))  # Pillow's own reading
+    assert decode_file(plain).shape == (8, 5, 3)  # same pixel data, no tag
+    got = decode_file(tagged, size=size)
+    if size is None:
+        np.testing.assert_array_equal(got, np.asarray(upright))
+        assert header_sizes([str(tagged)], None) == [got.shape[:2]]
+    else:
+        assert got.shape == (*size, 3)
+        np.testing.assert_array_equal(got, np.asarray(upright.resize(size[::-1],
+                                                                     Image.Resampling.BILINEAR)))
+
+
+def test_rgb_and_grey_files_decode_like_pillow_by_name(tmp_path):
+    # open_regular hands Pillow a file object; the pixels are those of Image.open(path).
+    rgb = _noise((7, 6, 3), 0)
+    for ext, fmt in (("png", "PNG"), ("jpg", "JPEG"), ("bmp", "BMP"), ("webp", "WEBP"),
+                     ("tif", "TIFF")):
+        path = _write(tmp_path / f"x.{ext}", Image.fromarray(rgb), format=fmt)
+        for mode in ("RGB", "L"):
+            with Image.open(path) as im:
+                want = np.asarray(im.convert(mode)).reshape(7, 6, -1)
+            np.testing.assert_array_equal(decode_file(path, mode), want)
+
+
+@pytest.mark.parametrize("mode", ["I", "F"])
+def test_32_bit_pixels_have_no_agreed_range(tmp_path, mode):
+    array = np.full((4, 4), 3, np.int32 if mode == "I" else np.float32)
+    path = _write(tmp_path / "c" / "deep.png", Image.fromarray(array, mode), format="TIFF")
+    for cls in ("c", "d"):
+        for i in range(2):
+            _write(tmp_path / cls / f"ok{i}.png", Image.new("L", (4, 4)))
+    with pytest.raises(ImageError, match=rf"deep\.png: mode '{mode}' \(32-bit .*no agreed 8-bit"):
+        decode_file(path)
+    ds = load_dataset(f"folder:{tmp_path}", on_error="skip", test_size=0.5)
+    assert [p for p, _ in ds.skipped] == [str(path)] and "no agreed" in ds.skipped[0][1]
+    with pytest.raises(ImageError, match="no agreed 8-bit range"):
+        read_image_for_model(path, (4, 4, 1))
+
+
+def test_only_the_listed_formats_are_opened(tmp_path):
+    path = _write(tmp_path / "x.png", Image.new("RGB", (4, 4)), format="PPM")
+    with pytest.raises(ImageError, match=r"x\.png: .*or not in a format imgcls reads \(PNG"):
+        decode_file(path)
+    assert "PPM" not in FORMATS
+
+
+def _bomb_limit(monkeypatch):
+    # Pillow refuses images of more than twice MAX_IMAGE_PIXELS (a
+    # DecompressionBombError, which is not an OSError).
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("backend, n_jobs", [("auto", 1), ("threads", 2), ("processes", 2)])
+def test_decompression_bomb_is_an_unreadable_image(tmp_path, monkeypatch, backend, n_jobs):
+    for cls in ("a", "b"):
+        for i in range(3):
+            _write(tmp_path / cls / f"{i}.png", Image.new("L", (5, 5), i))
+    bomb = _write(tmp_path / "a" / "bomb.png", Image.new("L", (20, 20)))
+    _bomb_limit(monkeypatch)
+    run = {"backend": backend, "n_jobs": n_jobs, "image_size": (5, 5), "test_size": 0.4}
+    with pytest.raises(ImageError, match=rf"{bomb}: over Pillow's decompression-bomb limit"):
+        load_dataset(f"folder:{tmp_path}", **run)
+    ds = load_dataset(f"folder:{tmp_path}", on_error="skip", **run)
+    assert [p for p, _ in ds.skipped] == [str(bomb)]
+    assert "decompression-bomb" in ds.skipped[0][1]
+    with pytest.raises(ImageError, match=rf"{bomb}: over Pillow's decompression-bomb limit"):
+        read_image_for_model(bomb, (5, 5, 1))
+
+
+@pytest.fixture
+def unblock_fifos():
+    """Open every FIFO in the list for writing, repeatedly, while the test runs.
+
+    A reader blocked on one of them then returns (so a regression fails the
+    test instead of hanging the suite), and the fixture reports it.
+    """
+    fifos, unblocked, done = [], [], threading.Event()
+
+    def loop():
+        done.wait(2.0)  # longer than any non-blocking test needs
+        while not done.is_set():
+            for fifo in fifos:
+                try:
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                    unblocked.append(fifo)
+                except OSError:  # ENXIO: nobody is reading it, as it should be
+                    pass
+            done.wait(0.2)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield fifos
+    done.set()
+    thread.join()
+    assert not unblocked, f"a reader blocked on {unblocked[0]}"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("backend, n_jobs", [("auto", 1), ("threads", 2), ("processes", 2)])
+def test_a_fifo_is_refused_without_waiting(tmp_path, unblock_fifos, backend, n_jobs):
+    for cls in ("a", "b"):
+        for i in range(3):
+            _write(tmp_path / cls / f"{i}.png", Image.new("L", (5, 5), i))
+    fifo = tmp_path / "a" / "0000.png"  # first in sort order: also the peeked header
+    os.mkfifo(fifo)
+    unblock_fifos.append(fifo)
+    run = {"backend": backend, "n_jobs": n_jobs, "test_size": 0.4}
+    with pytest.raises(ImageError, match=rf"{fifo}: a FIFO \(named pipe\), not a regular file"):
+        load_dataset(f"folder:{tmp_path}", **run)
+    ds = load_dataset(f"folder:{tmp_path}", on_error="skip", **run)
+    assert ds.skipped == [(str(fifo), "a FIFO (named pipe), not a regular file")]
+    with pytest.raises(ImageError, match=rf"{fifo}: a FIFO"):
+        read_image_for_model(fifo, (5, 5, 1))
+
+
+@pytest.mark.parametrize("make, match, header", [
+    (None, "no such file", None),
+    (lambda p: p.mkdir(), "a directory, not a regular file", None),
+    (lambda p: p.write_bytes(b"<html>not an image</html>"), "corrupt or truncated image, or "
+     r"not in a format imgcls reads \(PNG, JPEG, BMP, DIB, GIF, WEBP, TIFF\)$", None),
+    (lambda p: p.write_bytes(_png_bytes()[:60]), r"corrupt or truncated image \(OSError: ",
+     (30, 30)),  # the header is whole
+])
+def test_decode_file_names_the_file_and_the_cause(tmp_path, make, match, header):
+    path = tmp_path / "bad.png"
+    if make is not None:
+        make(path)
+    with pytest.raises(ImageError, match=rf"^{path}: {match}"):
+        decode_file(path)
+    assert header_sizes([str(path)], None) == [header]
+
+
+def _png_bytes():
+    out = io.BytesIO()
+    Image.fromarray(_noise((30, 30), 0), "L").save(out, "PNG")
+    return out.getvalue()
+
+
+def test_max_pixels_is_checked_on_the_header(tmp_path):
+    path = _write(tmp_path / "big.png", Image.new("L", (50, 40)))
+    with pytest.raises(ImageError, match=r"big\.png: 50x40 = 2000 pixels exceeds max_pixels=1999"):
+        decode_file(path, max_pixels=1999)
+    assert decode_file(path, "L", max_pixels=2000).shape == (40, 50, 1)
+    assert header_sizes([str(path)], 1999) == [None]
+
+
+# --- sizes are compared before the batch buffer is reserved ------------------------
+
+
+def test_a_large_first_image_does_not_reserve_n_times_its_size(tmp_path):
+    # 2000 x 2000 grey (4 MB decoded) first, then 600 small files: the old
+    # loader reserved a chunk block of 64 x 4 MB and then a 600 x 4 MB buffer
+    # before it noticed that the sizes differ.
+    big = _write(tmp_path / "a" / "000.png", Image.new("L", (2000, 2000), 3))
+    small = Image.new("L", (8, 8), 1)
+    for i in range(1, 601):
+        _write(tmp_path / "ab"[i % 2] / f"{i:03d}.png", small)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError, match=rf"different sizes, e\.g\. {big} is 2000x2000 and "
+                                               rf".*/\d{{3}}\.png is 8x8"):
+            load_dataset(f"folder:{tmp_path}", mode="L", n_jobs=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_headers_are_compared_before_a_large_buffer(tmp_path, monkeypatch):
+    import importlib
+
+    folder = importlib.import_module("imgcls.datasets.folder")
+    decode = importlib.import_module("imgcls.datasets._decode")
+    monkeypatch.setattr(folder, "PREALLOC_BYTES", 1000)  # 70 images of 20 x 30 are over it
+    decoded = []
+    real = decode._decode
+    monkeypatch.setattr(decode, "_decode", lambda *a: decoded.append(a) or real(*a))
+    for i in range(70):  # the odd one is the last, in the second chunk of 64 files
+        _write(tmp_path / "train" / "ab"[i // 35] / f"{i:03d}.png", Image.new("L", (20, 30)))
+    for cls in ("a", "b"):
+        _write(tmp_path / "test" / cls / "x.png", Image.new("L", (20, 30)))
+    first = tmp_path / "train" / "a" / "000.png"
+    late = _write(tmp_path / "train" / "b" / "069.png", Image.new("L", (21, 30)))
+    with pytest.raises(DatasetError, match=rf"{first} is 20x30 and {late} is 21x30"):
+        load_dataset(f"folder:{tmp_path}", mode="L", n_jobs=1)
+    assert decoded == []  # from the headers alone
+    monkeypatch.setattr(folder, "PREALLOC_BYTES", 1 << 30)
+    with pytest.raises(DatasetError, match=rf"{first} is 20x30 and {late} is 21x30"):
+        load_dataset(f"folder:{tmp_path}", mode="L", n_jobs=1)
+    assert len(decoded) > 64  # found by decoding
+
+
+# --- property: the chunk loop and the single-file function agree ------------------
+
+_MODES = st.sampled_from(["L", "RGB", "RGBA", "LA", "P", "I;16", "1", "CMYK"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(source=_MODES, target=st.sampled_from(["L", "RGB"]),
+       size=st.one_of(st.none(), st.tuples(st.integers(1, 9), st.integers(1, 9))),
+       h=st.integers(1, 12), w=st.integers(1, 12), seed=st.integers(0, 2**16))
+def test_decode_chunk_rows_are_decode_file(tmp_path, source, target, size, h, w, seed):
+    bands = {"L": 1, "RGB": 3, "RGBA": 4, "LA": 2, "P": 1, "I;16": 1, "1": 1, "CMYK": 4}[source]
+    high, dtype = (65536, np.uint16) if source == "I;16" else (256, np.uint8)
+    array = _noise((h, w, bands) if bands > 1 else (h, w), seed, high, dtype)
+    if source == "1":
+        image = Image.fromarray(array > 127)
+    elif source == "I;16":
+        image = Image.fromarray(array)
+    else:
+        image = Image.fromarray(array, source)
+    path = _write(tmp_path / f"x{seed}.{'jpg' if source == 'CMYK' else 'png'}", image)
+    blocks, kept, errors, mismatch = decode_chunk([str(path)] * 3, target, size, None, False)
+    assert kept == [0, 1, 2] and errors == [] and mismatch is None
+    one = decode_file(path, target, size)
+    for row in np.concatenate(blocks):
+        np.testing.assert_array_equal(row, one)
