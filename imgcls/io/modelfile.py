@@ -366,8 +366,13 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-# a JSON string: quote, then runs of plain characters or escapes, then quote
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+# Strings are removed in two linear passes: first every escape (a backslash and
+# the character after it, left to right, so an escaped backslash or an escaped
+# quote goes whole), then every quote-to-quote run.  A single pattern for
+# strings with escapes would rescan the rest of the text from every quote of an
+# unterminated string (quadratic time).
+_JSON_ESCAPE = re.compile(r"\\.", re.S)
+_PLAIN_STRING = re.compile(r'"[^"]*"')
 # bytes scanned per numpy step when measuring nesting (bounded memory)
 _DEPTH_CHUNK = 1 << 20
 
@@ -376,13 +381,17 @@ def _nesting_depth(text: str, limit: int) -> int:
     """The deepest bracket nesting of JSON ``text``, outside strings, without recursion.
 
     Returns 0 at once when there are too few brackets to exceed ``limit``
-    (every normal file); otherwise strings are removed and the running depth
-    is a cumulative sum of +1 per ``[``/``{`` and -1 per ``]``/``}``, taken in
-    bounded chunks.  Brackets are ASCII, so they are single bytes in UTF-8.
+    (most files); otherwise strings are removed (in linear time) and the
+    running depth is a cumulative sum of +1 per ``[``/``{`` and -1 per
+    ``]``/``}``, taken in bounded chunks.  Brackets are ASCII, so they are
+    single bytes in UTF-8.  Text that is not JSON may be measured deeper than
+    a parser would get, never shallower: a backslash outside a string ends
+    the parse where the count is still exact.
     """
     if text.count("[") + text.count("{") <= limit:
         return 0
-    raw = _JSON_STRING.sub("", text).encode("utf-8", "replace")
+    skeleton = _PLAIN_STRING.sub("", _JSON_ESCAPE.sub("", text))
+    raw = skeleton.encode("utf-8", "replace")
     deepest = level = 0
     for start in range(0, len(raw), _DEPTH_CHUNK):
         b = np.frombuffer(raw, np.uint8, count=min(_DEPTH_CHUNK, len(raw) - start),
@@ -784,9 +793,10 @@ def load(path: str | os.PathLike, *, key: bytes | str | None = None,
         attrs["class_names_"] = names
     try:
         validate_learned_attributes(cls, attrs, params=model.get_params(deep=False))
-    except ValueError as exc:
-        raise _fail(path, f"learned attributes rejected by {cls.__name__}: "
-                          f"{_one_line(exc)}") from None
+    except Exception as exc:  # ValueError by contract; anything else still names the file
+        cause = _one_line(exc) if isinstance(exc, ValueError) \
+            else f"{type(exc).__name__}: {_one_line(exc)}"
+        raise _fail(path, f"learned attributes rejected by {cls.__name__}: {cause}") from None
     if doc.get("input") != _describe_input(attrs):
         raise _fail(path, "corrupt metadata: input does not match image_shape_ / "
                           "n_features_in_")
