@@ -49,6 +49,9 @@ _STRING_INFLATION = 8
 # numpy 1.x allows 32 dimensions (numpy 2: 64); no estimator needs more
 _MAX_NDIM = 32
 
+# longest dict key shown in an error location (see _label)
+_MAX_LABEL = 40
+
 #: Deepest nesting :func:`decode` accepts (each list, dict or tag is one level).
 #: imgcls's own values nest a few levels; Python's recursion limit is 1000.
 MAX_DEPTH = 100
@@ -125,6 +128,16 @@ def decode(value: Any, where: str) -> Any:
     return _decode(value, where, 0)
 
 
+def _label(key: Any) -> str:
+    """A key as it appears in an error location, shortened.
+
+    Every level's location holds its parent's, so long keys at every level
+    would cost quadratic memory; a label is at most _MAX_LABEL characters.
+    """
+    text = repr(key)
+    return text if len(text) <= _MAX_LABEL else text[:_MAX_LABEL - 3] + "..."
+
+
 def _decode(value: Any, where: str, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise DecodeError(f"{where}: nested deeper than {MAX_DEPTH} levels")
@@ -135,7 +148,7 @@ def _decode(value: Any, where: str, depth: int) -> Any:
     if not isinstance(value, dict):
         raise DecodeError(f"{where}: unexpected JSON {type(value).__name__} {str(value)[:60]}")
     if not any(isinstance(k, str) and k.startswith("$") for k in value):
-        return {k: _decode(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
+        return {k: _decode(v, f"{where}[{_label(k)}]", depth + 1) for k, v in value.items()}
     if len(value) != 1:
         raise DecodeError(f"{where}: a tagged value must have exactly one key, got "
                           f"{sorted(value)[:5]}")
@@ -151,7 +164,7 @@ def _decode(value: Any, where: str, depth: int) -> Any:
                 key = _decode(pair[0], f"{where} key", depth + 1)
                 if isinstance(key, list):
                     raise DecodeError(f"{where}: a list cannot be a dict key")
-                out[key] = _decode(pair[1], f"{where}[{key!r}]", depth + 1)
+                out[key] = _decode(pair[1], f"{where}[{_label(key)}]", depth + 1)
             return out
         if tag == "$float" and body in ("nan", "inf", "-inf"):
             return float(body)

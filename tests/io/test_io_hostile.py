@@ -112,6 +112,21 @@ def test_decode_depth_is_bounded():
         decode(tagged, "x")
 
 
+def test_decode_memory_with_long_keys_at_every_level():
+    # every level's error location once held its parent's: 90 levels of 50 KB
+    # keys cost 200 MB of location strings for 4.5 MB of input
+    value = 1
+    for i in range(90):
+        value = {f"{i}" + "k" * 50_000: value}
+    tracemalloc.start()
+    try:
+        decode(value, "x")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 2 ** 20
+
+
 # ------------------------------------------------------------------ numbers
 
 @pytest.mark.parametrize("token, cause", [
