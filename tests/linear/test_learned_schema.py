@@ -230,9 +230,9 @@ def mutations(draw, names):
                     a[name] = v.astype(dtype)
             except (ValueError, TypeError):
                 return  # e.g. the labels "x", "y" as integers: no such array
-        elif kind == "shape":
+        elif kind == "shape" and v.ndim:
             a[name] = [v[:-1], v[:0], np.concatenate([v, v[:1]]), v[None], v.reshape(-1)][how]
-        elif v.size:
+        elif kind == "value" and v.size:
             w = v.copy()
             try:
                 with warnings.catch_warnings(), np.errstate(all="ignore"):
