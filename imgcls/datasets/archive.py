@@ -1,23 +1,66 @@
-"""Safe reading and extraction of tar archives.
+"""Safe reading and extraction of tar archives (plain, gzip, bzip2 or xz).
 
-Every member is checked before anything is written: absolute paths, ``..``
+Every member is checked before it is read or written: absolute paths, ``..``
 components, symbolic and hard links, devices, FIFOs and anything else that is
-not a plain file or folder make the whole archive a :class:`FormatError`.
-Extraction goes into a temporary folder beside the destination and is moved
-into place only when complete, so an interrupted extraction never leaves a
-folder that looks complete.
+not a plain file or folder make the whole archive a :class:`FormatError`, as do
+sizes over the caps below.  The archive is read in one streaming pass, and the
+decompressed stream itself is capped, so a small archive cannot make imgcls
+decompress, hold or write more than the caps allow.
+
+:func:`safe_extract` is all or nothing: it extracts into a fresh temporary
+folder beside the entries it creates and moves them into place (``rename``)
+only when every member has been extracted; on any failure the destination is
+exactly as before and no temporary folder is left.
+
+The caps derive from the largest archives imgcls reads, the CIFAR releases
+(``cifar-{10,100}-{binary,python}.tar.gz``, ~170 MB each): each holds ~186 MB
+of members, the largest being CIFAR-100's python ``train`` batch (~155 MB).
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from ..errors import FormatError
+from .._files import open_regular
+from ..errors import DatasetError, FormatError
+
+__all__ = ["safe_extract", "read_members", "check_member",
+           "MAX_MEMBER_BYTES", "MAX_TOTAL_BYTES", "MAX_MEMBERS", "MAX_HEADER_BYTES"]
+
+#: Most bytes one member may have: 256 MiB, above the ~155 MB of CIFAR-100's
+#: python ``train`` batch, and the same as the most the CIFAR python reader
+#: accepts for one file (``restricted_pickle.MAX_FILE_BYTES``).
+MAX_MEMBER_BYTES = 1 << 28
+#: Most bytes of all members together: 512 MiB, above the ~186 MB of every
+#: CIFAR archive and a CIFAR-100 python release re-pickled by Python 3 (~320 MB).
+MAX_TOTAL_BYTES = 1 << 29
+#: Most members: the CIFAR archives have at most 10.
+MAX_MEMBERS = 1000
+#: Most bytes of tar headers in the decompressed stream on top of the members'
+#: data: 512-byte headers, GNU long names and pax records of MAX_MEMBERS members.
+MAX_HEADER_BYTES = 4 << 20
+
+# Decompressed data at the start of each supported compression (tar itself
+# has no magic at byte 0).
+_MAGIC = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
+          (b"BZh", lambda f: bz2.BZ2File(f, "rb")),
+          (b"\xfd7zXZ\x00", lambda f: lzma.LZMAFile(f, "rb")))
+# What a corrupt or truncated archive raises while it is read.  zlib.error and
+# LZMAError are not OSErrors; ValueError covers undecodable names.
+_CORRUPT = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, ValueError)
+# What reading the (decompressed) stream raises on corrupt or truncated data.
+_DECOMPRESSING = (OSError, EOFError, zlib.error, lzma.LZMAError)
+# Renames, a module attribute so that tests can make one fail part-way.
+_rename = os.rename
 
 
 def check_member(member: tarfile.TarInfo, archive: str | Path) -> None:
@@ -38,21 +81,85 @@ def check_member(member: tarfile.TarInfo, archive: str | Path) -> None:
                           f"refusing to extract")
 
 
-def _open(archive: Path) -> tarfile.TarFile:
-    try:
-        return tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise FormatError(f"{archive}: not a readable tar archive ({exc})") from None
+class _Capped:
+    """A read-only stream that raises :class:`FormatError` past ``limit`` bytes."""
+
+    def __init__(self, raw, limit: int, archive: Path):
+        self._raw, self._left, self._archive = raw, limit, archive
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._left + 1 if size is None or size < 0 else min(size, self._left + 1)
+        try:
+            data = self._raw.read(want)
+        except _DECOMPRESSING as exc:  # so that only writing can raise OSError
+            raise FormatError(f"{self._archive}: corrupt or truncated tar archive "
+                              f"({_detail(exc)})") from None
+        self._left -= len(data)
+        if self._left < 0:
+            raise FormatError(
+                f"{self._archive}: decompresses to more than "
+                f"{MAX_TOTAL_BYTES + MAX_HEADER_BYTES} bytes (MAX_TOTAL_BYTES + "
+                f"MAX_HEADER_BYTES); refusing to read it")
+        return data
 
 
-def _members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
-    try:
-        members = tar.getmembers()
-    except (tarfile.TarError, OSError, EOFError) as exc:  # truncated/corrupt gzip or tar
-        raise FormatError(f"{archive}: corrupt or truncated tar archive ({exc})") from None
-    for m in members:
-        check_member(m, archive)
-    return members
+class _Members:
+    """The members of ``archive`` in one streaming pass, each checked before it is read."""
+
+    def __init__(self, archive: Path):
+        self.archive = archive
+        self._file = open_regular(archive, error=FormatError, what="archive")
+        try:
+            magic = self._file.read(6)
+            self._file.seek(0)
+            opener = next((o for m, o in _MAGIC if magic.startswith(m)), None)
+            self._stream = self._file if opener is None else opener(self._file)
+            self.tar = tarfile.open(fileobj=_Capped(self._stream,
+                                                    MAX_TOTAL_BYTES + MAX_HEADER_BYTES, archive),
+                                    mode="r|")
+        except FormatError:
+            self.close()
+            raise
+        except _CORRUPT as exc:
+            self.close()
+            raise FormatError(f"{archive}: not a readable tar archive ({_detail(exc)})") from None
+
+    def __iter__(self):
+        count = total = 0
+        for member in self.tar:
+            check_member(member, self.archive)
+            count += 1
+            total += member.size
+            if count > MAX_MEMBERS:
+                raise FormatError(f"{self.archive}: more than {MAX_MEMBERS} members "
+                                  f"(MAX_MEMBERS); refusing to read it")
+            if member.size > MAX_MEMBER_BYTES:
+                raise FormatError(f"{self.archive}: member {member.name!r} has {member.size} "
+                                  f"bytes, over MAX_MEMBER_BYTES={MAX_MEMBER_BYTES}; "
+                                  f"refusing to read it")
+            if total > MAX_TOTAL_BYTES:
+                raise FormatError(f"{self.archive}: members hold more than MAX_TOTAL_BYTES="
+                                  f"{MAX_TOTAL_BYTES} bytes; refusing to read it")
+            yield member
+
+    def close(self) -> None:
+        for f in (getattr(self, "tar", None), getattr(self, "_stream", None), self._file):
+            if f is not None:
+                try:
+                    f.close()
+                except _CORRUPT:
+                    pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def read_members(archive: str | Path, names: Iterable[str]) -> dict[str, bytes]:
@@ -61,6 +168,7 @@ def read_members(archive: str | Path, names: Iterable[str]) -> dict[str, bytes]:
     Parameters
     ----------
     archive : str or Path
+        A tar archive, plain or gzip/bzip2/xz-compressed (a regular file).
     names : iterable of str
         Member names wanted, e.g. ``"cifar-10-batches-bin/test_batch.bin"``.
 
@@ -68,53 +176,154 @@ def read_members(archive: str | Path, names: Iterable[str]) -> dict[str, bytes]:
     -------
     dict name -> bytes
         Only the wanted names that the archive holds.
+
+    Raises
+    ------
+    FormatError
+        The archive is missing, not a regular file, corrupt or truncated, holds
+        an unsafe member anywhere (the loop sees every member), or is over
+        :data:`MAX_MEMBER_BYTES`, :data:`MAX_TOTAL_BYTES` or
+        :data:`MAX_MEMBERS`; the message names the archive and the cause.
     """
     archive, wanted = Path(archive), set(names)
     out: dict[str, bytes] = {}
-    # Stream mode: one pass over the (gzipped) archive; a bad member anywhere
-    # still rejects the whole archive, since the loop sees every member.
     try:
-        with tarfile.open(archive, "r|*") as tar:
-            for member in tar:
-                check_member(member, archive)
+        with _Members(archive) as members:
+            for member in members:
                 if member.name in wanted and member.isfile():
-                    f = tar.extractfile(member)
-                    out[member.name] = f.read() if f is not None else b""
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise FormatError(f"{archive}: corrupt or truncated tar archive ({exc})") from None
+                    f = members.tar.extractfile(member)
+                    data = f.read() if f is not None else b""
+                    if len(data) != member.size:
+                        raise FormatError(f"{archive}: member {member.name!r} is truncated")
+                    out[member.name] = data
+    except FormatError:
+        raise
+    except _CORRUPT as exc:
+        raise FormatError(f"{archive}: corrupt or truncated tar archive ({_detail(exc)})") from None
     return out
+
+
+def _staging(dest: Path) -> tuple[Path, list[Path]]:
+    """A fresh temporary folder on ``dest``'s file system, and the folders made for it."""
+    made: list[Path] = []
+    if os.path.lexists(dest) and not dest.is_dir():
+        raise DatasetError(f"{dest}: not a folder; cannot extract into it")
+    home = dest if dest.is_dir() else dest.parent
+    missing = [p for p in (home, *home.parents) if not p.exists()]
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except OSError as exc:
+            _remove_made(made)
+            raise DatasetError(f"{dest}: cannot create {folder} ({exc.strerror or exc})") from None
+        made.append(folder)
+    prefix = ".extracting-" if home == dest else f".{dest.name}.extracting-"
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=home)), made
+    except OSError as exc:
+        _remove_made(made)
+        raise DatasetError(f"{dest}: cannot create a temporary folder in {home} "
+                           f"({exc.strerror or exc})") from None
+
+
+def _remove_made(made: list[Path]) -> None:
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
+def _commit(staged: Path, dest: Path) -> list[Path]:
+    """Move the entries of ``staged`` into ``dest``, replacing entries of the same name.
+
+    All or nothing: existing entries are first renamed into a temporary
+    folder, and on a failure every rename is undone.
+    """
+    if not dest.is_dir():  # dest did not exist: staged is its sibling
+        _rename(staged, dest)
+        return sorted(dest.iterdir())
+    entries = sorted(p.name for p in staged.iterdir())
+    replaced = [n for n in entries if os.path.lexists(dest / n)]
+    aside = Path(tempfile.mkdtemp(prefix=".replaced-", dir=dest)) if replaced else None
+    done: list[tuple[Path, Path]] = []
+    try:
+        for name in replaced:
+            _rename(dest / name, aside / name)
+            done.append((dest / name, aside / name))
+        for name in entries:
+            _rename(staged / name, dest / name)
+            done.append((staged / name, dest / name))
+    except OSError as exc:
+        for src, dst in reversed(done):
+            _rename(dst, src)
+        if aside is not None:
+            aside.rmdir()
+        raise DatasetError(f"{dest}: cannot move the extracted entries into place "
+                           f"({exc.strerror or exc}); nothing was changed") from None
+    if aside is not None:
+        shutil.rmtree(aside)
+    return [dest / n for n in entries]
 
 
 def safe_extract(archive: str | Path, dest: str | Path) -> list[Path]:
     """Extract every member of ``archive`` into folder ``dest``, all or nothing.
 
-    The archive's top-level entries are extracted into a temporary folder inside
-    ``dest`` and then renamed into ``dest`` one by one (an existing entry of the
-    same name is replaced).
+    The members are extracted into a fresh temporary folder (inside ``dest``,
+    or beside it when ``dest`` does not exist yet); only when all of them are
+    there are the archive's top-level entries renamed into ``dest``, an
+    existing entry of the same name being replaced.
+
+    Parameters
+    ----------
+    archive : str or Path
+        A tar archive, plain or gzip/bzip2/xz-compressed (a regular file).
+    dest : str or Path
+        The folder to extract into (created with its parents if missing).
 
     Returns
     -------
     list of Path
-        The top-level entries created in ``dest``.
+        The top-level entries created in ``dest``, sorted.
+
+    Raises
+    ------
+    FormatError
+        The archive is unreadable, unsafe or over the caps (as for
+        :func:`read_members`), or a member would replace the archive itself.
+    DatasetError
+        ``dest`` is not a folder, or extraction or the final renames failed
+        (e.g. a full disk).  In every case ``dest`` is as before and no
+        temporary folder is left.
     """
     archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".extracting-", dir=dest))
+    staged, made = _staging(dest)
     try:
-        with _open(archive) as tar:
-            members = _members(tar, archive)
-            try:
-                # The "data" filter repeats the checks above in the standard library.
-                tar.extractall(tmp, members=members, filter="data")
-            except (tarfile.TarError, OSError, EOFError) as exc:
-                raise FormatError(f"{archive}: extraction failed ({exc})") from None
-        created = []
-        for entry in sorted(tmp.iterdir()):
-            target = dest / entry.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(entry, target)
-            created.append(target)
-        return created
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            with _Members(archive) as members:
+                for member in members:
+                    # The "data" filter repeats the checks above in the
+                    # standard library.  Folders keep default permissions, so
+                    # that a read-only folder cannot block its own files.
+                    members.tar.extract(member, staged, set_attrs=not member.isdir(),
+                                        filter="data")
+        except FormatError:
+            raise
+        except (tarfile.TarError, zlib.error, lzma.LZMAError, EOFError) as exc:
+            raise FormatError(f"{archive}: corrupt or truncated tar archive "
+                              f"({_detail(exc)})") from None
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{archive}: extraction into {dest} failed "
+                               f"({_detail(exc)})") from None
+        own = archive.resolve()
+        for entry in staged.iterdir():
+            if (dest / entry.name).resolve() == own:
+                raise FormatError(f"{archive}: member {entry.name!r} would replace the archive "
+                                  f"itself; refusing to extract")
+        created = _commit(staged, dest)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        _remove_made(made)
+        raise
+    shutil.rmtree(staged, ignore_errors=True)
+    return created

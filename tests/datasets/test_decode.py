@@ -3,7 +3,6 @@
 import io
 import os
 import sys
-import threading
 import tracemalloc
 
 import numpy as np
@@ -12,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
+from fifo_helpers import unblock_fifos  # noqa: F401  (a fixture)
 from imgcls.datasets import load_dataset
 from imgcls.datasets._decode import FORMATS, decode_chunk, decode_file, header_sizes
 from imgcls.errors import DatasetError, ImageError
@@ -189,34 +189,6 @@ def test_decompression_bomb_is_an_unreadable_image(tmp_path, monkeypatch, backen
     assert "decompression-bomb" in ds.skipped[0][1]
     with pytest.raises(ImageError, match=rf"{bomb}: over Pillow's decompression-bomb limit"):
         read_image_for_model(bomb, (5, 5, 1))
-
-
-@pytest.fixture
-def unblock_fifos():
-    """Open every FIFO in the list for writing, repeatedly, while the test runs.
-
-    A reader blocked on one of them then returns (so a regression fails the
-    test instead of hanging the suite), and the fixture reports it.
-    """
-    fifos, unblocked, done = [], [], threading.Event()
-
-    def loop():
-        done.wait(2.0)  # longer than any non-blocking test needs
-        while not done.is_set():
-            for fifo in fifos:
-                try:
-                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-                    unblocked.append(fifo)
-                except OSError:  # ENXIO: nobody is reading it, as it should be
-                    pass
-            done.wait(0.2)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    yield fifos
-    done.set()
-    thread.join()
-    assert not unblocked, f"a reader blocked on {unblocked[0]}"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
