@@ -11,7 +11,7 @@ Layout of a model file (one ``.safetensors`` file)::
                    attribute that is a numeric/bool numpy array, under its
                    attribute name (e.g. "W_", "b_", "X_fit_", "classes_")
 
-The metadata document holds:
+The metadata document holds::
 
     format, format_version        "imgcls-model", 1
     imgcls_version                the version that wrote the file
@@ -28,14 +28,19 @@ The metadata document holds:
 What the checks protect against
 -------------------------------
 * **Accidents** (truncation, a bad download, flipped bits): the two SHA-256s.
-  Every truncation and single-byte change is caught.  They do NOT protect
-  against someone who edits the file on purpose: anyone can recompute them.
+  Every truncation and every changed byte of the model's content is caught.
+  They do NOT protect against someone who edits the file on purpose: anyone
+  can recompute them.
 * **Deliberate edits**: the optional signature.  ``save(..., key=K)`` stores
-  ``HMAC-SHA256(K, "imgcls-model-signature-v1\n" + metadata_sha256 + "\n" +
-  payload_sha256)``; ``load(..., key=K)`` refuses an unsigned file or one whose
-  signature does not match, before reading any tensor.  Only holders of ``K``
-  can make a file that passes.  ``load`` without a key loads signed and
-  unsigned files alike and checks integrity only.
+  ``HMAC-SHA256(K, "imgcls-model-signature-v1\\n" + metadata_sha256 + "\\n" +
+  payload_sha256)`` (the hashes as hex text, both checked by the reader; ``K`` is
+  the key's bytes, a str encoded as UTF-8, at least :data:`MIN_KEY_BYTES`).
+  ``load(..., key=K)`` refuses an unsigned file or one whose signature does
+  not match, before reading any tensor, so only holders of ``K`` can make a
+  file that passes.  A signature tells who made a file, not which file is the
+  latest: an older file signed with the same key still passes.  ``load``
+  without a key loads signed and unsigned files alike and checks integrity
+  only.
 * **Hostile files** (anyone's, signed or not): the reader itself is bounded.
   Only regular files are opened (a FIFO cannot make it wait); the header
   length, JSON nesting depth, numbers (no NaN/Infinity, at most
