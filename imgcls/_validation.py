@@ -1,6 +1,6 @@
 """Input checks shared by the estimators, and the schema of their learned attributes.
 
-Two things live here, one owner each:
+Three things live here, one owner each:
 
 * :func:`flatten_images`, how every estimator turns images into rows;
 * the parameter vocabulary: estimators declare scikit-learn's
@@ -44,8 +44,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from .errors import ConfigError
 
-__all__ = ["flatten_images", "Interval", "check_grid_points", "validate_learned_attributes", "Schema", "Array", "Int",
-           "Float", "ImageShape", "Names", "Records", "CLASSIFIER_ATTRIBUTES"]
+__all__ = ["flatten_images", "Interval", "check_grid_points", "validate_learned_attributes",
+           "Schema", "Array", "Int", "Float", "ImageShape", "Names", "Records",
+           "CLASSIFIER_ATTRIBUTES"]
 
 
 def flatten_images(X):
