@@ -88,8 +88,6 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
               6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}
 _SWAPS_SIDES = frozenset({5, 6, 7, 8})
-# Where Pillow's getexif() finds an orientation besides a TIFF's own tags.
-_METADATA_KEYS = ("exif", "XML:com.adobe.xmp", "xmp")
 
 _SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _ALPHA = {"RGBA": "RGBA", "RGBa": "RGBA", "PA": "RGBA", "LA": "LA", "La": "LA"}
@@ -147,8 +145,13 @@ def _regular(path: str):
 
 
 def orientation(im) -> int:
-    """The EXIF orientation (1..8) of an opened image; 1 when absent or unreadable."""
-    if im.format != "TIFF" and not any(k in im.info for k in _METADATA_KEYS):
+    """The EXIF orientation (1..8) of an opened image; 1 when absent or unreadable.
+
+    Pillow's getexif() finds it in a TIFF's own tags, ``info["exif"]`` or XMP.
+    """
+    info = im.info
+    if (im.format != "TIFF" and "exif" not in info and "XML:com.adobe.xmp" not in info
+            and "xmp" not in info):
         return 1  # the common case, without building an Exif object
     try:
         value = im.getexif().get(ORIENTATION_TAG, 1)
@@ -191,8 +194,11 @@ def _to_mode(im, mode: str):
 
 def _decode(im, mode: str, size: tuple[int, int] | None):
     """The opened image ``im`` decoded, upright, in ``mode`` and (height, width) ``size``."""
-    turn = orientation(im)
-    if size is not None and im.format == "JPEG":
+    # A JPEG's EXIF is in its header, and draft() needs it; a PNG may store
+    # its EXIF after the pixels, so other formats are asked after load().
+    jpeg = im.format == "JPEG"
+    turn = orientation(im) if jpeg else 1
+    if size is not None and jpeg:
         # draft() never goes below the requested size (in the stored
         # orientation), so the resize below still sets the exact size.  The
         # mode is left to _to_mode so that colours are the same as without it.
@@ -200,6 +206,8 @@ def _decode(im, mode: str, size: tuple[int, int] | None):
         if im.size != want:
             im.draft(None, want)
     im.load()
+    if not jpeg:
+        turn = orientation(im)
     im = _to_mode(im, mode)
     if turn != 1:
         im = im.transpose(_TRANSPOSE[turn])

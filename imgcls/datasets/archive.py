@@ -28,7 +28,7 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from .._files import open_regular
 from ..errors import DatasetError, FormatError
@@ -162,7 +162,8 @@ def _detail(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def read_members(archive: str | Path, names: Iterable[str]) -> dict[str, bytes]:
+def read_members(archive: str | Path, names: Iterable[str],
+                 max_sizes: Mapping[str, int] | None = None) -> dict[str, bytes]:
     """Read some plain files of an archive into memory (nothing is written to disk).
 
     Parameters
@@ -171,6 +172,10 @@ def read_members(archive: str | Path, names: Iterable[str]) -> dict[str, bytes]:
         A tar archive, plain or gzip/bzip2/xz-compressed (a regular file).
     names : iterable of str
         Member names wanted, e.g. ``"cifar-10-batches-bin/test_batch.bin"``.
+    max_sizes : mapping name -> int, optional
+        The most bytes a wanted member may have (e.g. what its format allows),
+        checked on its header before it is read; :data:`MAX_MEMBER_BYTES` for
+        names not in it.
 
     Returns
     -------
@@ -183,14 +188,19 @@ def read_members(archive: str | Path, names: Iterable[str]) -> dict[str, bytes]:
         The archive is missing, not a regular file, corrupt or truncated, holds
         an unsafe member anywhere (the loop sees every member), or is over
         :data:`MAX_MEMBER_BYTES`, :data:`MAX_TOTAL_BYTES` or
-        :data:`MAX_MEMBERS`; the message names the archive and the cause.
+        :data:`MAX_MEMBERS`, or a wanted member is over its ``max_sizes``;
+        the message names the archive and the cause.
     """
-    archive, wanted = Path(archive), set(names)
+    archive, wanted, limits = Path(archive), set(names), dict(max_sizes or {})
     out: dict[str, bytes] = {}
     try:
         with _Members(archive) as members:
             for member in members:
                 if member.name in wanted and member.isfile():
+                    limit = limits.get(member.name)
+                    if limit is not None and member.size > limit:
+                        raise FormatError(f"{archive}: member {member.name!r} has {member.size} "
+                                          f"bytes, more than the {limit} its format allows")
                     f = members.tar.extractfile(member)
                     data = f.read() if f is not None else b""
                     if len(data) != member.size:

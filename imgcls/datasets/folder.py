@@ -164,7 +164,8 @@ def _peek_size(paths: list[str], size) -> tuple[int, int] | None:
     """(H, W) of the decoded images, from ``size`` or the first file's header."""
     if size is not None:
         return size
-    return header_sizes(paths[:1], None)[0]  # None: the decoding proper reports it
+    first = header_sizes(paths[:1], None)
+    return first[0] if first else None  # None: the decoding proper reports it
 
 
 def _different_sizes(root: Path, a: str, a_shape, b: str, b_shape) -> DatasetError:

@@ -181,6 +181,15 @@ def test_a_member_over_the_cap_is_refused_from_its_header(tmp_path, reader):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_wanted_member_over_its_own_limit_is_not_read(tmp_path):
+    src = tmp_path / "a.tar.gz"
+    src.write_bytes(make_tar(ARCHIVE))
+    with pytest.raises(FormatError, match=r"member 'c\.txt' has 5 bytes, more than the 4 its "
+                                          r"format allows"):
+        read_members(src, ["c.txt"], max_sizes={"c.txt": 4})
+    assert read_members(src, ["c.txt"], max_sizes={"c.txt": 5}) == {"c.txt": b"new c"}
+
+
 @pytest.mark.parametrize("reader", ["extract", "read"])
 def test_total_members_and_stream_caps(tmp_path, monkeypatch, reader):
     def run(blob):

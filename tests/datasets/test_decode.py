@@ -133,6 +133,37 @@ def test_exif_orientation_is_applied(tmp_path, orientation, size):
                                                                      Image.Resampling.BILINEAR)))
 
 
+def _png_with_trailing_exif(orientation):
+    """A PNG whose eXIf chunk follows the pixel data (allowed; Pillow reads it on load)."""
+    import struct
+    import zlib
+
+    out = io.BytesIO()
+    Image.fromarray(_noise((3, 4), orientation), "L").save(out, "PNG")
+    png = out.getvalue()
+    payload = _exif(orientation).removeprefix(b"Exif\x00\x00")
+    chunk = (struct.pack(">I", len(payload)) + b"eXIf" + payload
+             + struct.pack(">I", zlib.crc32(b"eXIf" + payload)))
+    end = png.rindex(b"IEND") - 4
+    return png[:end] + chunk + png[end:]
+
+
+def test_exif_after_the_pixels_is_applied_too(tmp_path):
+    path = tmp_path / "late.png"
+    path.write_bytes(_png_with_trailing_exif(6))
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(path)))
+    assert upright.shape == (4, 3)
+    np.testing.assert_array_equal(decode_file(path, "L")[..., 0], upright)
+    assert header_sizes([str(path)], None) == [(3, 4)]  # the header cannot know
+    # The folder loader still gets the upright size from decoding.
+    for split in ("train", "test"):
+        (tmp_path / split / "c").mkdir(parents=True)
+        (tmp_path / split / "c" / "late.png").write_bytes(path.read_bytes())
+        _write(tmp_path / split / "c" / "plain.png", Image.new("L", (3, 4)))
+    ds = load_dataset(f"folder:{tmp_path}", mode="L")
+    np.testing.assert_array_equal(ds.X_train[0, ..., 0], upright)
+
+
 def test_rgb_and_grey_files_decode_like_pillow_by_name(tmp_path):
     # open_regular hands Pillow a file object; the pixels are those of Image.open(path).
     rgb = _noise((7, 6, 3), 0)
