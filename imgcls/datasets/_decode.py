@@ -62,7 +62,7 @@ import numpy as np
 from PIL import Image
 
 from .._files import open_regular
-from ..errors import ImageError
+from ..errors import ConfigError, ImageError
 
 __all__ = ["MODES", "FORMATS", "UNREADABLE", "decode_file", "decode_chunk", "header_sizes"]
 
@@ -125,7 +125,7 @@ def _reason(exc: BaseException) -> str:
     return f"corrupt or truncated image ({type(exc).__name__}: {detail})"
 
 
-def _open(path: str, f, max_pixels: int | None):
+def _open(f, max_pixels: int | None):
     """The image in ``f`` opened lazily (header only), checked against ``max_pixels``."""
     im = Image.open(f, formats=FORMATS)
     width, height = im.size
@@ -241,9 +241,16 @@ def decode_file(path: str | os.PathLike, mode: str = "RGB", size: tuple[int, int
         :data:`FORMATS`, corrupt or truncated, over ``max_pixels`` or Pillow's
         decompression-bomb limit, or has 32-bit pixels; the message names
         ``path`` and the cause, in one line.
+    ConfigError
+        ``mode`` or ``size`` is not one of the above.
     """
+    if mode not in MODES:
+        raise ConfigError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    if size is not None and not (len(size) == 2 and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise ConfigError(f"size must be (height, width) positive ints or None, got {size!r}")
     try:
-        with _regular(str(path)) as f, _open(str(path), f, max_pixels) as im:
+        with _regular(str(path)) as f, _open(f, max_pixels) as im:
             out = np.asarray(_decode(im, mode, size), dtype=np.uint8)
     except Unreadable as exc:
         raise ImageError(f"{path}: {exc.reason}") from None
@@ -262,7 +269,7 @@ def header_sizes(paths: list[str], max_pixels: int | None) -> list[tuple[int, in
     out: list[tuple[int, int] | None] = []
     for path in paths:
         try:
-            with _regular(path) as f, _open(path, f, max_pixels) as im:
+            with _regular(path) as f, _open(f, max_pixels) as im:
                 width, height = im.size
                 turn = orientation(im)
             out.append((width, height) if turn in _SWAPS_SIDES else (height, width))
@@ -308,7 +315,7 @@ def decode_chunk(paths: list[str], mode: str, size: tuple[int, int] | None,
     errors: list[tuple[int, str]] = []
     for j, path in enumerate(paths):
         try:
-            with _regular(path) as f, _open(path, f, max_pixels) as im:
+            with _regular(path) as f, _open(f, max_pixels) as im:
                 im = _decode(im, mode, size)
                 shape = (im.size[1], im.size[0], channels)
                 if block is not None and shape != block.shape[1:]:

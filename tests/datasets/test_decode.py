@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 from fifo_helpers import unblock_fifos  # noqa: F401  (a fixture)
 from imgcls.datasets import load_dataset
 from imgcls.datasets._decode import FORMATS, decode_chunk, decode_file, header_sizes
-from imgcls.errors import DatasetError, ImageError
+from imgcls.errors import ConfigError, DatasetError, ImageError
 from imgcls.neighbors import KNearestNeighbor
 from imgcls.pipeline import read_image_for_model
 
@@ -87,6 +87,25 @@ def test_threads_and_processes_decode_like_one_loop(tmp_path):
     for backend in backends:
         par = load_dataset(f"folder:{tmp_path}", n_jobs=2, backend=backend, **options)
         np.testing.assert_array_equal(par.X_train, one.X_train)
+
+
+def test_a_chunk_split_into_several_blocks_gives_the_same_arrays(tmp_path, monkeypatch):
+    import importlib
+
+    decode = importlib.import_module("imgcls.datasets._decode")
+    for i in range(40):
+        _write(tmp_path / "ab"[i % 2] / f"{i:03d}.png", Image.fromarray(_noise((6, 5, 3), i)))
+    whole = load_dataset(f"folder:{tmp_path}", n_jobs=1)
+    monkeypatch.setattr(decode, "BLOCK_BYTES", 3 * 6 * 5 * 3)  # three images per block
+    backends = [("auto", 1), ("threads", 2)] + ([("processes", 2)]
+                                                if sys.platform.startswith("linux") else [])
+    for backend, n_jobs in backends:
+        split = load_dataset(f"folder:{tmp_path}", n_jobs=n_jobs, backend=backend)
+        np.testing.assert_array_equal(split.X_train, whole.X_train)
+        np.testing.assert_array_equal(split.X_test, whole.X_test)
+    blocks, kept, _, _ = decode.decode_chunk(sorted(map(str, tmp_path.rglob("*.png")))[:10],
+                                             "RGB", None, None, False)
+    assert [len(b) for b in blocks] == [3, 3, 3, 1] and kept == list(range(10))
 
 
 def test_sixteen_bit_grey_keeps_the_high_byte(tmp_path):
@@ -261,6 +280,14 @@ def _png_bytes():
     out = io.BytesIO()
     Image.fromarray(_noise((30, 30), 0), "L").save(out, "PNG")
     return out.getvalue()
+
+
+@pytest.mark.parametrize("options", [{"mode": "CMYK"}, {"size": (0, 3)}, {"size": (2.0, 3)},
+                                     {"size": (True, 3)}, {"size": (1, 2, 3)}])
+def test_decode_file_options(tmp_path, options):
+    path = _write(tmp_path / "x.png", Image.new("L", (4, 4)))
+    with pytest.raises(ConfigError, match="mode must be|size must be"):
+        decode_file(path, **options)
 
 
 def test_max_pixels_is_checked_on_the_header(tmp_path):
