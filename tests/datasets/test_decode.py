@@ -183,15 +183,21 @@ def test_exif_after_the_pixels_is_applied_too(tmp_path):
     np.testing.assert_array_equal(ds.X_train[0, ..., 0], upright)
 
 
-def test_rgb_and_grey_files_decode_like_pillow_by_name(tmp_path):
-    # open_regular hands Pillow a file object; the pixels are those of Image.open(path).
-    rgb = _noise((7, 6, 3), 0)
+@pytest.mark.parametrize("shape", [(7, 6, 3), (200, 150, 3)])  # in memory; streamed
+def test_rgb_and_grey_files_decode_like_pillow_by_name(tmp_path, shape):
+    # Pillow gets a file object from open_regular (or the bytes of a small
+    # file); the pixels are those of Image.open(path).
+    import imgcls.datasets._decode as decode
+
+    rgb = _noise(shape, 0)
     for ext, fmt in (("png", "PNG"), ("jpg", "JPEG"), ("bmp", "BMP"), ("webp", "WEBP"),
                      ("tif", "TIFF")):
         path = _write(tmp_path / f"x.{ext}", Image.fromarray(rgb), format=fmt)
+        if fmt in ("PNG", "BMP"):
+            assert (path.stat().st_size < decode.IN_MEMORY_BYTES) == (shape[0] < 100)
         for mode in ("RGB", "L"):
             with Image.open(path) as im:
-                want = np.asarray(im.convert(mode)).reshape(7, 6, -1)
+                want = np.asarray(im.convert(mode)).reshape(*shape[:2], -1)
             np.testing.assert_array_equal(decode_file(path, mode), want)
 
 
