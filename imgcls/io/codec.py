@@ -77,7 +77,18 @@ def _plain_float(x: float) -> Any:
 
 
 def encode(value: Any, where: str) -> Any:
-    """Tagged JSON for ``value``; raises EncodeError naming ``where`` for other types."""
+    """Tagged JSON for ``value``; raises EncodeError naming ``where`` for other types.
+
+    Values nested deeper than :data:`MAX_DEPTH` (or containing themselves) are
+    refused too: :func:`decode` would not read them back.
+    """
+    return _encode(value, where, 0)
+
+
+def _encode(value: Any, where: str, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise EncodeError(f"{where}: nested deeper than {MAX_DEPTH} levels (or contains "
+                          "itself)")
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int) and not isinstance(value, np.generic):
@@ -91,14 +102,15 @@ def encode(value: Any, where: str) -> Any:
         item = value.item()
         return {"$scalar": [dtype.name, _plain_float(item) if isinstance(item, float) else item]}
     if isinstance(value, list):
-        return [encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_encode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, tuple):
-        return {"$tuple": [encode(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+        return {"$tuple": [_encode(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]}
     if isinstance(value, dict):
         if all(isinstance(k, str) and not k.startswith("$") for k in value):
             # the common case stays plain, readable JSON
-            return {k: encode(v, f"{where}[{k!r}]") for k, v in value.items()}
-        return {"$dict": [[encode(k, f"{where} key {k!r}"), encode(v, f"{where}[{k!r}]")]
+            return {k: _encode(v, f"{where}[{_label(k)}]", depth + 1) for k, v in value.items()}
+        return {"$dict": [[_encode(k, f"{where} key {_label(k)}", depth + 1),
+                           _encode(v, f"{where}[{_label(k)}]", depth + 1)]
                           for k, v in value.items()]}
     if isinstance(value, np.ndarray):
         kind = value.dtype.kind
@@ -107,11 +119,11 @@ def encode(value: Any, where: str) -> Any:
             return {"$array": [value.dtype.str, list(value.shape), values]}
         if kind == "O":
             return {"$array": ["object", list(value.shape),
-                               encode(value.tolist(), where)]}
+                               _encode(value.tolist(), where, depth + 1)]}
         if value.dtype.name in TENSOR_DTYPES:
             # a numeric array nested in a list or dict (top-level ones become tensors)
             return {"$array": [value.dtype.name, list(value.shape),
-                               encode(value.tolist(), where)]}
+                               _encode(value.tolist(), where, depth + 1)]}
         raise EncodeError(f"{where}: an array of dtype {value.dtype} cannot be stored")
     raise EncodeError(f"{where}: a {type(value).__module__}.{type(value).__qualname__} "
                       f"is not a JSON value or numpy array and cannot be stored")

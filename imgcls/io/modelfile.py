@@ -220,6 +220,19 @@ def _class_names(classes: Any, attrs: Mapping[str, Any]) -> list[str] | None:
     return names
 
 
+def _check_loads_back(name: str, text: str, doc: Mapping[str, Any]) -> None:
+    """Refuse to write metadata that :func:`load` would refuse (depth, digits, string sizes)."""
+    try:
+        _bounded_loads(text, _DOC_MAX_DEPTH)
+        decode(doc["params"], "params")
+        for attr, entry in doc["attributes"].items():
+            if "json" in entry:
+                decode(entry["json"], attr)
+    except ValueError as exc:  # _Refused, DecodeError
+        raise ValueError(f"model: cannot save {name}: {exc}; the file would not load "
+                         "back") from None
+
+
 def save(model: Any, path: str | os.PathLike, *, classes: Any = None,
          preprocessing: Mapping[str, Any] | None = None,
          registry: Mapping[str, type] | None = None,
@@ -263,8 +276,11 @@ def save(model: Any, path: str | os.PathLike, *, classes: Any = None,
         The model is not fitted (a ``ValueError``).
     ValueError
         The class is not on the allow-list, a parameter or learned attribute
-        has no JSON/tensor form (named), ``classes`` has the wrong length, or
-        ``key`` is too short or not bytes/str.
+        has no JSON/tensor form (named), or one that :func:`load` would refuse
+        (nested deeper than the readers allow or containing itself, an integer
+        of more than 100 digits, a string array padded far beyond its longest
+        value: store ``numpy.array(a.tolist())`` instead), ``classes`` has the
+        wrong length, or ``key`` is too short or not bytes/str.
     OSError
         The file cannot be written (the message names the path).
     """
@@ -326,7 +342,9 @@ def save(model: Any, path: str | os.PathLike, *, classes: Any = None,
 
     from safetensors.numpy import save as st_save
 
-    metadata = {_META_KEY: json.dumps(doc, allow_nan=False)}
+    text = json.dumps(doc, allow_nan=False)
+    _check_loads_back(name, text, doc)
+    metadata = {_META_KEY: text}
     if mac_key is not None:
         metadata[_SIGNATURE_KEY] = _SIGNATURE_PREFIX + _signature(
             mac_key, doc["metadata_sha256"], doc["payload_sha256"])
@@ -409,18 +427,28 @@ def _nesting_depth(text: str, limit: int) -> int:
     return deepest
 
 
-def _parse_json(path: Path, text: str, what: str, max_depth: int) -> Any:
-    """``json.loads`` bounded: nesting, NaN/Infinity, huge numbers and repeated keys refused."""
+def _bounded_loads(text: str, max_depth: int) -> Any:
+    """``json.loads`` bounded: nesting, NaN/Infinity, huge numbers and repeated keys refused.
+
+    Raises ``_Refused`` (a ValueError) with the cause, or ``ValueError`` for
+    text that is not JSON.
+    """
     depth = _nesting_depth(text, max_depth)
     if depth > max_depth:
-        raise _fail(path, f"{what}: nested deeper than {max_depth} levels ({depth})")
+        raise _Refused(f"nested deeper than {max_depth} levels ({depth})")
     try:
         return json.loads(text, parse_constant=_refuse_constant, parse_float=_parse_float,
                           parse_int=_parse_int, object_pairs_hook=_unique_keys)
+    except RecursionError:  # not reachable after the depth scan; kept as a guarantee
+        raise _Refused("nested too deeply") from None
+
+
+def _parse_json(path: Path, text: str, what: str, max_depth: int) -> Any:
+    """:func:`_bounded_loads`, every failure a ModelFileError naming ``path``."""
+    try:
+        return _bounded_loads(text, max_depth)
     except _Refused as exc:
         raise _fail(path, f"{what}: {exc}") from None
-    except RecursionError:  # not reachable after the depth scan; kept as a guarantee
-        raise _fail(path, f"{what}: nested too deeply") from None
     except ValueError:  # JSONDecodeError and int()'s own limits
         raise _fail(path, f"{what} (not valid JSON); the file is damaged or not a model "
                           "file") from None

@@ -234,3 +234,31 @@ def test_round_trip_imgcls_estimators(tmp_path, module, name, params):
     if hasattr(model, "kneighbors"):
         for a, b in zip(loaded.kneighbors(Xq, n_neighbors=2), model.kneighbors(Xq, n_neighbors=2)):
             assert np.array_equal(a, b)
+
+
+def _nested_tuple(depth):
+    value = 1
+    for _ in range(depth):
+        value = (value,)
+    return value
+
+
+def _contains_itself():
+    value = [1]
+    value.append(value)
+    return value
+
+
+@pytest.mark.parametrize("attribute, value, message", [
+    ("deep_", _nested_tuple(70), "nested deeper than 128 levels"),      # JSON depth, not codec
+    ("deeper_", _nested_tuple(150), "nested deeper than 100 levels"),
+    ("loop_", _contains_itself(), "contains itself"),
+    ("big_", 10 ** 150, "an integer with 151 digits"),
+    ("padded_", np.array(["a"] * 100_000, dtype="<U64"), "larger than its values need"),
+])
+def test_save_refuses_what_load_would_refuse(tmp_path, fitted, attribute, value, message):
+    model, _ = fitted
+    setattr(model, attribute, value)
+    with pytest.raises(ValueError, match=f"cannot save Centroid: .*{message}"):
+        save(model, tmp_path / "m.st", registry=REGISTRY)
+    assert list(tmp_path.iterdir()) == []
