@@ -722,15 +722,18 @@ def _one_line(exc: BaseException) -> str:
 def _check_generic(path: Path, cls: type, attrs: Mapping[str, Any]) -> None:
     """Rules of the imgcls estimator contract, for every class, schema or not.
 
-    A name the class defines itself (a property such as ``templates_``, a
-    method) cannot be a stored attribute; ``classes_`` is a numpy array of at
+    A name the class defines as a descriptor (a property such as
+    ``templates_``, a method) cannot be a stored attribute; ``classes_`` is a numpy array of at
     least one axis; ``image_shape_`` is None or a tuple of positive ints whose
     product is ``n_features_in_``.
     """
     if not attrs:
         raise _fail(path, "holds no learned attributes: not a fitted model")
     for name in attrs:
-        if inspect.getattr_static(cls, name, _ABSENT) is not _ABSENT:
+        # a descriptor (property, method, slot) is the class's own code; a plain
+        # class-level default such as ``classes_ = None`` may be shadowed
+        static = inspect.getattr_static(cls, name, _ABSENT)
+        if static is not _ABSENT and hasattr(type(static), "__get__"):
             raise _fail(path, f"{name}: a class attribute of {cls.__name__} (e.g. a read-only "
                               "property), not a learned attribute a file can set")
     classes = attrs.get("classes_", _ABSENT)

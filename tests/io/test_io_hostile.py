@@ -206,13 +206,24 @@ def test_read_only_property_as_attribute(tmp_path):
     _fails(path, "templates_", registry=None)
 
 
-def test_class_level_name_on_a_registered_class(victim):
+@pytest.mark.parametrize("member", [property(lambda self: 1), lambda self: 1,
+                                    staticmethod(len)])
+def test_class_level_name_on_a_registered_class(victim, member):
     edit_metadata(victim, lambda d: d["attributes"].update(predict_={"json": 1}))
-    Centroid.predict_ = property(lambda self: 1)
+    Centroid.predict_ = member
     try:
         _fails(victim, "predict_.*class attribute")
     finally:
         del Centroid.predict_
+
+
+def test_plain_class_level_default_may_be_shadowed(victim):
+    edit_metadata(victim, lambda d: d["attributes"].update(extra_={"json": 1}))
+    Centroid.extra_ = None
+    try:
+        assert load(victim, registry=REGISTRY).extra_ == 1
+    finally:
+        del Centroid.extra_
 
 
 @pytest.mark.parametrize("classes, stored, message", [
