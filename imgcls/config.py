@@ -27,6 +27,12 @@ def _config() -> dict[str, Any]:
     return _local.config
 
 
+#: Largest ``working_memory`` accepted, in MiB (1 PiB).  No machine has that much
+#: memory, and block sizes derived from it (bytes = MiB * 2**20) stay exact,
+#: finite numbers; an unbounded value (``1e308``) would make them infinite.
+MAX_WORKING_MEMORY = 2**30
+
+
 def get_config() -> dict[str, Any]:
     """Return a copy of the current settings."""
     return dict(_config())
@@ -38,14 +44,15 @@ def set_config(working_memory: float | None = None, show_progress: bool | None =
     Parameters
     ----------
     working_memory : float, optional
-        Budget in MiB for one temporary block. Must be positive.
+        Budget in MiB for one temporary block, in (0, ``MAX_WORKING_MEMORY``].
     show_progress : bool, optional
         Whether long operations draw progress bars.
     """
     cfg = _config()
     if working_memory is not None:
-        if not working_memory > 0:
-            raise ValueError(f"working_memory must be a positive number of MiB, got {working_memory!r}")
+        if not 0 < working_memory <= MAX_WORKING_MEMORY:
+            raise ValueError(f"working_memory must be a number of MiB in (0, {MAX_WORKING_MEMORY}], "
+                             f"got {working_memory!r}")
         cfg["working_memory"] = float(working_memory)
     if show_progress is not None:
         cfg["show_progress"] = bool(show_progress)

@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
+from ..config import MAX_WORKING_MEMORY
 from .._validation import CLASSIFIER_ATTRIBUTES, Array, Interval, Schema, flatten_images
 from .search import METRICS, knn_search
 from .vote import WEIGHTS, vote_rank, vote_scores
@@ -82,7 +83,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         "metric": [StrOptions(set(METRICS))],
         "weights": [StrOptions(set(WEIGHTS))],
         "temperature": [Interval(Real, 0, np.inf, closed="neither")],
-        "working_memory": [Interval(Real, 0, np.inf, closed="neither"), None],
+        "working_memory": [Interval(Real, 0, MAX_WORKING_MEMORY, closed="right"), None],
         # any non-zero count: -1 means every core, -2 all but one (joblib's convention)
         "n_jobs": [Interval(Integral, None, -1, closed="right"),
                    Interval(Integral, 1, None, closed="left"), None],

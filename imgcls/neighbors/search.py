@@ -55,7 +55,7 @@ import os
 
 import numpy as np
 
-from ..config import get_config
+from ..config import MAX_WORKING_MEMORY, get_config
 
 METRICS = ("l1", "l2", "cosine")
 _CODE = {"l1": 0, "l2": 1, "cosine": 2}
@@ -108,8 +108,9 @@ def threads(n_jobs):
 
 def _budget_bytes(working_memory):
     wm = get_config()["working_memory"] if working_memory is None else working_memory
-    if not wm > 0:
-        raise ValueError(f"working_memory must be a positive number of MiB, got {wm!r}")
+    if not 0 < wm <= MAX_WORKING_MEMORY:
+        raise ValueError(f"working_memory must be a number of MiB in (0, {MAX_WORKING_MEMORY}], "
+                         f"got {wm!r}")
     return float(wm) * 2**20
 
 

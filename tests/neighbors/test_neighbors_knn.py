@@ -163,7 +163,10 @@ _NOT_ORDERED = r" \{.*\}"  # scikit-learn prints a set of options in no fixed or
     (dict(weights="softmax", temperature=float("nan")), r"'temperature' parameter .* Got nan"),
     (dict(temperature=float("inf")), r"'temperature' parameter .* Got inf"),
     (dict(working_memory=0), r"'working_memory' parameter .* must be a float in the range "
-                             r"\(0\.0, inf\) or None\. Got 0 instead"),
+                             r"\(0\.0, 1073741824\.0\] or None\. Got 0 instead"),
+    # a finite value whose byte count is infinite must be refused up front, not as a
+    # bare float error deep in the search
+    (dict(working_memory=1e308), r"'working_memory' parameter .* Got 1e\+308 instead"),
     (dict(n_jobs=0), r"'n_jobs' parameter .* must be an int in the range \(-inf, -1\], an int "
                      r"in the range \[1, inf\) or None\. Got 0 instead"),
     (dict(n_jobs=1.5), r"'n_jobs' parameter .* Got 1\.5 instead"),
