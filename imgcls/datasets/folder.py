@@ -262,12 +262,11 @@ def decode_images(paths: list[str], mode: str, size, max_pixels, n_jobs: int | N
     # Sizes all agree when resized; else compare every header before a buffer
     # of more than PREALLOC_BYTES is reserved from the first image's shape.
     checked = size is not None
-    if (not checked and peeked is not None
-            and len(paths) * peeked[0] * peeked[1] * channels > PREALLOC_BYTES):
-        check_sizes(paths, max_pixels, kind, workers, root)
-        checked = True
-
     try:
+        if (not checked and peeked is not None
+                and len(paths) * peeked[0] * peeked[1] * channels > PREALLOC_BYTES):
+            check_sizes(paths, max_pixels, kind, workers, root)
+            checked = True
         with _chunk_results(kind, paths, workers,
                             (mode, size, max_pixels, on_error == "raise")) as results, \
                 bar("decoding images", len(paths),
