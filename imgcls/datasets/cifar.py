@@ -350,8 +350,12 @@ def load_cifar(name: str, root=None, download: bool = False, *, label: str = "fi
         if verify:
             verify_file(archive, remote.sha256)
         inner = lay["bin_dir"] if release == "binary" else lay["py_dir"]
-        members = [f"{inner}/{f}" for f in _wanted(name, release, label)]
-        got = read_members(archive, members)
+        wanted = _wanted(name, release, label)
+        members = [f"{inner}/{f}" for f in wanted]
+        # each member is held to what its format allows, checked on its tar
+        # header before any of its bytes are read
+        got = read_members(archive, members, max_sizes={
+            f"{inner}/{f}": _file_limit(name, release, f)[0] for f in wanted})
         missing = [m for m in members if m not in got]
         if missing:
             raise FormatError(f"{archive}: archive lacks {', '.join(missing)}")

@@ -94,6 +94,19 @@ def test_cifar10_binary_archive_is_verified_and_read_without_extracting(tmp_path
     assert snapshot(tmp_path) == before  # the user's folder is not written to
 
 
+def test_archive_member_over_its_format_size_is_refused_on_its_header(tmp_path, monkeypatch):
+    # one record more than the official test batch holds: refused from the tar
+    # header, before the member's bytes are read into memory
+    members, _ = cifar10_binary_members()
+    members["cifar-10-batches-bin/test_batch.bin"] = cifar_records(10001, 1)[0]
+    blob = tar_bytes(members)
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(blob)
+    official(monkeypatch, "cifar10", "cifar-10-binary.tar.gz", blob)
+    with pytest.raises(FormatError, match=r"cifar-10-binary\.tar\.gz: member .*test_batch\.bin.* "
+                                          r"has 30733073 bytes, more than the 30730000"):
+        load_dataset("cifar10", root=tmp_path)
+
+
 def test_archive_checksum_mismatch(tmp_path):
     members, _ = cifar10_binary_members()
     path = tmp_path / "cifar-10-binary.tar.gz"
