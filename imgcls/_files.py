@@ -97,7 +97,9 @@ def open_regular(path: str | os.PathLike, *, error: type[ImgclsError], what: str
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise _refuse(path, mode, error, what)
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        # F_SETFL changes only the status flags (O_NONBLOCK, O_APPEND, ...), and
+        # this descriptor has no other one set: one call clears O_NONBLOCK.
+        fcntl.fcntl(fd, fcntl.F_SETFL, 0)
         return os.fdopen(fd, "rb")
     except BaseException:
         with contextlib.suppress(OSError):
