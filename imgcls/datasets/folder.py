@@ -4,6 +4,7 @@ Layouts::
 
     PATH/train/<class>/<file>, PATH/test/<class>/<file>   the split is given
     PATH/<class>/<file>                                   seeded stratified split
+    PATH/train/<class>/<file> alone                       seeded stratified split of train
 
 Images may sit deeper inside a class folder.  Files and folders whose name
 starts with ``.`` (``.DS_Store``, ``.ipynb_checkpoints``) and ``__MACOSX`` are
@@ -99,7 +100,15 @@ def scan_tree(root: Path) -> tuple[list[str], dict[str, list[tuple[str, str]]], 
                            f"PATH/train|test/<class>/<image>)")
     top = {d.name.lower(): d for d in _visible_dirs(root)}
     has_split = "train" in top and "test" in top
-    splits = {"train": top["train"], "test": top["test"]} if has_split else {"all": root}
+    if has_split:
+        splits = {"train": top["train"], "test": top["test"]}
+    elif list(top) == ["train"]:
+        # A training split without its test split (the CIFAR-10 JPEG release
+        # unpacks to train/<class>/ alone): "train" is not a class, its
+        # sub-folders are; the seeded split makes the test part.
+        splits = {"all": top["train"]}
+    else:
+        splits = {"all": root}
     files: dict[str, list[tuple[str, str]]] = {}
     classes: set[str] = set()
     for split, folder in splits.items():

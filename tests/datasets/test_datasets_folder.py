@@ -73,6 +73,16 @@ def test_class_layout_gets_a_seeded_stratified_split(tmp_path):
     assert ((ds.X_train[:, 0, 0, 0] // 40) == ds.y_train).all()
 
 
+def test_train_folder_alone_is_split_not_taken_as_one_class(tmp_path):
+    # e.g. the CIFAR-10 training JPEGs unpack to train/<class>/ with no test/
+    make_tree(tmp_path / "train", classes=("a", "b"), per_class=10)
+    ds = load_dataset(f"folder:{tmp_path}", mode="L", test_size=0.3, seed=1)
+    assert ds.classes == ["a", "b"]
+    assert ds.X_train.shape == (14, 6, 5, 1) and np.bincount(ds.y_test).tolist() == [3, 3]
+    same = load_dataset(f"folder:{tmp_path / 'train'}", mode="L", test_size=0.3, seed=1)
+    np.testing.assert_array_equal(ds.X_test, same.X_test)
+
+
 def test_nested_images_inside_a_class_folder_count(tmp_path):
     make_tree(tmp_path, per_class=3)
     save(tmp_path / "cat" / "more" / "deep.png", grey(7))
