@@ -110,7 +110,7 @@ def test_empty_query_block():
     (dict(k=61), "k must be an integer in 1..60"),
     (dict(k=60, exclude_self=True), r"1\.\.59"),
     (dict(k=2, metric="l3"), "metric must be one of"),
-    (dict(k=2, working_memory=0), "working_memory must be a positive"),
+    (dict(k=2, working_memory=0), r"working_memory must be a number of MiB in \(0, "),
 ])
 def test_search_bad_arguments(kwargs, msg):
     _, X = tie_data(np.uint8)
