@@ -123,6 +123,7 @@ def worker_main(wid: int, seed: str, names: list[str], tasks, results, status,
             continue
         _, reader, lo, hi = task
         stats = _new_stats()
+        rest, tainted = None, False
         for i in range(lo, hi):
             status[5 * wid:5 * wid + 5] = [names.index(reader), i, time.time(), lo, hi]
             t0 = time.perf_counter()
@@ -146,8 +147,17 @@ def worker_main(wid: int, seed: str, names: list[str], tasks, results, status,
                 if saved[(reader, key)] < SAVE_PER_KIND:
                     saved[(reader, key)] += 1
                     save_reproducer(case, reader, i, seed, out)
+            if any("(interrupted)" in f for f in out.findings):
+                # the watchdog may have interrupted an import or a numba compilation
+                # half way: this process is no longer trustworthy; a fresh one
+                # takes the rest of the chunk
+                rest = (i + 1, hi) if i + 1 < hi else None
+                tainted = True
+                break
         status[5 * wid] = -1
-        results.put(("done", wid, reader, lo, hi, stats))
+        results.put(("done", wid, reader, lo, hi, stats, rest))
+        if tainted:
+            break
     harness.close()
 
 
@@ -207,9 +217,12 @@ def run(args) -> int:
                 if ready == args.jobs:
                     start = time.time()  # throughput counts from the end of the warm-up
             elif msg is not None and msg[0] == "done":
-                _, wid, reader, lo, hi, part = msg
+                _, wid, reader, lo, hi, part, rest = msg
                 _merge(stats[reader], part)
                 outstanding -= 1
+                if rest is not None:
+                    tasks.put(("run", reader, *rest))
+                    outstanding += 1
             # hung or dead workers
             now = time.time()
             for wid, p in list(workers.items()):

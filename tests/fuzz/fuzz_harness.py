@@ -222,6 +222,13 @@ class Harness:
                 importlib.import_module(module)
             except ImportError:  # a module a refactoring removed: its reader will say so
                 pass
+        if {"model", "cli"} & set(names):
+            from fuzz_readers import warm_models
+
+            warm = self.scratch / "warm-models"
+            warm.mkdir(exist_ok=True)
+            warm_models(warm)
+            _force_rmtree(warm)
         for name in names:
             for i in range(n):
                 case = self.readers[name].generate(RandomSource(f"warm-up:{name}:{i}"))
@@ -300,7 +307,8 @@ class Harness:
                 os.environ["TMPDIR"] = old_env
         out.peak = max(traced_peak, rss_peak, 0)
         out.output_bytes = nbytes(result) if exc is None else 0
-        out.bound = self.memory_base + 10 * size + out.output_bytes
+        extra = reader.allowance(case) if reader.allowance is not None else 0
+        out.bound = self.memory_base + 10 * size + out.output_bytes + extra
         if out.seconds > self.time_bound or isinstance(exc, Watchdog):
             out.findings.append(f"hang: {out.seconds:.1f} s"
                                 + (" (interrupted)" if isinstance(exc, Watchdog) else ""))

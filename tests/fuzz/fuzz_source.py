@@ -87,6 +87,8 @@ class Blob:
     data: bytes
     fields: list[Field] = field(default_factory=list)
     note: str = ""
+    #: for an image that decodes: its width x height (legitimate decoding memory)
+    pixels: int = 0
 
 
 def _extremes(width: int, data_len: int) -> list[int]:
