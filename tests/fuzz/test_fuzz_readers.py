@@ -65,9 +65,30 @@ def test_reader_holds_the_property(harness, name):
 @pytest.mark.parametrize("name", READER_NAMES)
 def test_reader_first_inputs_of_the_long_run(harness, name):
     """The first inputs of ``python -m bench.fuzz`` (seed 0) pass, so that CI and the
-    long run agree on what they share."""
+    long run agree on what they share; and they reach both outcomes (some load, some
+    are refused), so a generator that only makes garbage, or a reader that refuses
+    everything, fails here."""
     harness.warm_up([name], n=2)
-    for i in range(10):
+    statuses = []
+    for i in range(30):
         case = harness.readers[name].generate(RandomSource(f"0:{name}:{i}"))
         out = harness.run(case)
         assert not out.findings, f"input {i}: " + describe(case, out)
+        statuses.append(out.status)
+    assert "typed" in statuses, f"{name}: no input was refused"
+    if name != "cli":  # the CLI inputs are meant to fail, bar a few predict calls
+        assert "ok" in statuses, f"{name}: no input loaded"
+
+
+def test_resealed_model_files_reach_the_validation(harness):
+    """The model generator recomputes both hashes after a change; if the file format's
+    hashing changes, every crafted file would stop at the hash check and the fuzzing
+    of the validation behind it would be void.  An unchanged, resealed file must load."""
+    from fuzz_readers import Case, _open_seed, model_seeds, seal
+
+    for name, data in model_seeds():
+        doc, tensors = _open_seed(data)
+        case = Case("model", "load", {"m.safetensors": seal(doc, tensors)},
+                    {"file": "m.safetensors"}, f"{name} resealed")
+        out = harness.run(case)
+        assert out.status == "ok" and not out.findings, describe(case, out)
