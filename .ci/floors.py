@@ -6,7 +6,7 @@ dependency of the ``test`` extra must state a lower bound (``>=``, ``~=`` or
 Raising a floor in pyproject.toml therefore changes what CI tests, with no
 second list to keep in step.
 
-Usage (python >= 3.11, for tomllib)::
+Usage (python >= 3.11, or 3.10 with tomli, which pytest brings there)::
 
     python .ci/floors.py constraints > floors.txt   # "name==floor" lines, for pip -c
     python .ci/floors.py check                      # installed == floor, or exit 1
@@ -22,9 +22,13 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 # The extras whose dependencies CI installs (README: pip install -e '.[test]').
