@@ -5,6 +5,9 @@
 
 Each section is a module ``bench/<name>.py`` with ``run(data, quick) -> list[dict]``
 returning table rows; a row's ``section`` key groups the table.
+
+The fuzz run of the readers is separate (it needs no MNIST and runs for tens of
+minutes): ``python -m bench.fuzz``, see ``bench/fuzz.py``.
 """
 
 from __future__ import annotations

@@ -424,7 +424,9 @@ def pickle_memo_bomb(src) -> Blob:
     top dict, so the stack is clean at STOP.
     """
     p = Pickler(src, proto=src.choice([2, 4]))
-    k, depth = src.int(2, 400), src.int(2, 6)
+    # shallow and wide is the dangerous shape: a reader that refuses deep nesting
+    # still copies k ** depth * m leaves (400 ** 2 * 400 = 64 M from ~2.4 KB)
+    k, depth, m = src.int(2, 400), src.int(1, 5), src.choice([1, 4, 100, 400])
     keys = ["labels", "data", "filenames", "fine_labels", "coarse_labels", "batch_label",
             "label_names"]
     tuples = src.bool(0.3)
@@ -434,8 +436,10 @@ def pickle_memo_bomb(src) -> Blob:
     p.text(keys[0])
     p.op(b"]")
     prev = p.put()
-    for _ in range(src.int(1, 4)):
-        p.int(src.int(0, 9)).op(b"a")
+    p.op(b"(")
+    for _ in range(m):
+        p.int(p.style.randrange(10))
+    p.op(b"e")
     for level in range(depth):
         p.text(keys[(level + 1) % len(keys)] if src.bool(0.7) else f"k{level}")
         if tuples:
@@ -453,7 +457,7 @@ def pickle_memo_bomb(src) -> Blob:
             p.op(b"e")
             prev = cur
     p.op(b"u")
-    return Blob(p.stop(), note=f"memo bomb k={k} depth={depth} tuples={tuples}")
+    return Blob(p.stop(), note=f"memo bomb k={k} depth={depth} leaves={m} tuples={tuples}")
 
 
 def pickle_random_program(src) -> Blob:
