@@ -695,7 +695,22 @@ def model_seeds() -> tuple[tuple[str, bytes], ...]:
             path = Path(tmp) / f"{name}.safetensors"
             imgcls_io.save(model, path, classes=[f"class {c}" for c in model.classes_])
             out.append((name, path.read_bytes()))
+            if name == "knn-feat" and _has_keys():
+                imgcls_io.save(model, path, key=MODEL_KEY)
+                out.append((name + "-signed", path.read_bytes()))
     return tuple(out)
+
+
+#: the HMAC key of the signed seed models (and of the ``load_key`` entry)
+MODEL_KEY = b"imgcls fuzzing key, 32 bytes ok"
+
+
+def _has_keys() -> bool:
+    import inspect
+
+    from imgcls import io as imgcls_io
+
+    return "key" in inspect.signature(imgcls_io.load).parameters
 
 
 def _metadata_hash(doc: dict) -> str | None:
@@ -727,7 +742,19 @@ def _payload_hash(tensors: dict) -> str | None:
         return None
 
 
-def seal(doc: dict, tensors: dict[str, np.ndarray], raw: dict[str, str] | None = None) -> bytes:
+def _sign(doc: dict) -> str | None:
+    """The signature imgcls.save(..., key=MODEL_KEY) would write for ``doc``, if known."""
+    try:
+        from imgcls.io import modelfile
+
+        return modelfile._SIGNATURE_PREFIX + modelfile._signature(
+            MODEL_KEY, doc["metadata_sha256"], doc["payload_sha256"])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def seal(doc: dict, tensors: dict[str, np.ndarray], raw: dict[str, str] | None = None,
+         signed: bool = False) -> bytes:
     """A model file from ``doc`` and ``tensors`` with both hashes recomputed, so that a
     crafted document passes the integrity checks and reaches the validation behind them.
 
@@ -745,8 +772,11 @@ def seal(doc: dict, tensors: dict[str, np.ndarray], raw: dict[str, str] | None =
     text = json.dumps(doc)
     for key, value in (raw or {}).items():
         text = text.replace(json.dumps(key), value)
-    return st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
-                   metadata={"imgcls": text})
+    metadata = {"imgcls": text}
+    signature = _sign(doc) if signed else None
+    if signature is not None:
+        metadata["imgcls_signature"] = signature
+    return st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=metadata)
 
 
 def _open_seed(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
@@ -878,8 +908,12 @@ def _mutate_header(src, data: bytes) -> bytes:
                                                 [-1, 4], [0, 2**64], [n, n], "x", [0]])
         return F.safetensors_join(header, body).data
     if kind == "meta":
-        header["__metadata__"] = src.choice([None, [], {"imgcls": 5}, {"imgcls": "{"},
-                                             {"other": "x"}, "str"])
+        meta = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
+        header["__metadata__"] = src.choice([
+            None, [], {"imgcls": 5}, {"imgcls": "{"}, {"other": "x"}, "str",
+            {**meta, "imgcls_signature": src.choice(["hmac-sha256:" + "0" * 64, "hmac-sha256:",
+                                                     "md5:00", "", "hmac-sha256:" + "g" * 64])},
+            {**meta, "imgcls_signature": 5}])
         return F.safetensors_join(header, body).data
     if kind == "deep":
         depth = src.choice([1000, 5000, 100000])
@@ -907,7 +941,7 @@ def gen_model(src) -> Case:
         doc, tensors = _open_seed(data)
         raw: dict[str, str] = {}
         notes = [_mutate_doc(src, doc, tensors, raw) for _ in range(src.int(1, 2))]
-        data = seal(doc, tensors, raw)
+        data = seal(doc, tensors, raw, signed=name.endswith("-signed") and src.bool(0.8))
         note = f"{name}: " + "; ".join(notes) + " (hashes recomputed)"
     elif r < 80:
         data = _mutate_header(src, data)
@@ -916,7 +950,9 @@ def gen_model(src) -> Case:
         other = src.choice(seeds)[1]
         data = mutate(src, Blob(data, [F.Field(0, 8, "little")]), splice=other)
         note = f"{name}: bytes mutated"
-    entry = "load" if src.bool(0.9) else "read_metadata"
+    entry = src.choice(["load"] * 7 + ["load_key"] * 2 + ["read_metadata"])
+    if entry == "load_key" and not _has_keys():
+        entry = "load"
     return Case("model", entry, {"model.safetensors": data}, {"file": "model.safetensors"}, note)
 
 
@@ -968,7 +1004,8 @@ def run_model(case: Case, folder: Path):
         return imgcls_io.read_metadata(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = imgcls_io.load(path)
+        model = (imgcls_io.load(path, key=MODEL_KEY) if case.entry == "load_key"
+                 else imgcls_io.load(path))
         try:
             pred = probe_model(model, path.stat().st_size)
         except Exception as exc:  # noqa: BLE001  (any failure here is the finding)
@@ -978,7 +1015,7 @@ def run_model(case: Case, folder: Path):
 
 
 def check_model(case: Case, folder: Path, out) -> list[str]:
-    if case.entry != "load":
+    if case.entry not in ("load", "load_key"):
         return [] if isinstance(out, dict) else [f"read_metadata returned {type(out).__name__}"]
     model, pred = out
     classes = getattr(model, "classes_", None)
