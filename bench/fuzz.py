@@ -47,7 +47,7 @@ REPORT = RESULTS / "fuzz.md"
 KILL_AFTER = 20.0
 #: reproducers saved per reader and kind of finding
 SAVE_PER_KIND = 5
-KINDS = ("untyped", "hang", "memory", "leftover", "message", "wrong", "crash")
+KINDS = ("untyped", "hang", "memory", "leftover", "message", "wrong", "crash", "generator")
 
 
 def _import_fuzz():
@@ -92,7 +92,8 @@ def save_reproducer(case, reader: str, index: int, seed: str, outcome=None,
 
 def _new_stats():
     return {"inputs": 0, "ok": 0, "typed": 0, "untyped": 0, "hang": 0, "memory": 0,
-            "leftover": 0, "message": 0, "wrong": 0, "crash": 0, "max_s": 0.0, "max_peak": 0,
+            "leftover": 0, "message": 0, "wrong": 0, "crash": 0, "generator": 0,
+            "max_s": 0.0, "max_peak": 0,
             "busy_s": 0.0, "errors": Counter(), "samples": {}}
 
 
@@ -127,7 +128,14 @@ def worker_main(wid: int, seed: str, names: list[str], tasks, results, status,
         for i in range(lo, hi):
             status[5 * wid:5 * wid + 5] = [names.index(reader), i, time.time(), lo, hi]
             t0 = time.perf_counter()
-            case = make_case(readers, S, seed, reader, i)
+            try:
+                case = make_case(readers, S, seed, reader, i)
+            except Exception as exc:  # noqa: BLE001  a bug of the harness, not of a reader
+                stats["inputs"] += 1
+                stats["generator"] += 1
+                stats["samples"].setdefault(f"generator: {type(exc).__name__}",
+                                            (i, f"generator: {type(exc).__name__}: {exc}", ""))
+                continue
             out = harness.run(case)
             stats["busy_s"] += time.perf_counter() - t0
             stats["inputs"] += 1
@@ -293,7 +301,8 @@ def _rows(stats, names, jobs: int) -> list[dict]:
         rows.append({
             "reader": n, "inputs": s["inputs"], "loaded OK": s["ok"], "typed errors": s["typed"],
             "untyped": s["untyped"], "hangs > 5 s": s["hang"], "over memory bound": s["memory"],
-            "files left": s["leftover"], "other": s["message"] + s["wrong"] + s["crash"],
+            "files left": s["leftover"],
+            "other": s["message"] + s["wrong"] + s["crash"] + s["generator"],
             "max time ms": round(1000 * s["max_s"], 1), "max peak MiB": round(s["max_peak"] / 2**20, 1),
             "inputs/s per job": round(rate, 1),
             f"min per 100k ({jobs} jobs)": round(100000 / rate / jobs / 60, 1) if rate else None,

@@ -20,8 +20,9 @@ resident peak (``VmHWM``, reset before each input through
 zlib's included) and, when ``trace_python`` is on, tracemalloc's peak (Python
 objects and numpy buffers, even ``np.empty`` pages never touched).  tracemalloc
 makes the readers 2-4x slower, so the CI tests use it and the long run does not
-by default.  glibc is told to return freed memory to the system at once
-(``mallopt``), so that memory a reader reuses is counted again.  As a safety net
+by default.  In the long run's workers glibc is told to return freed memory
+to the system at once (``mallopt``), so that memory a reader reuses is counted
+again.  As a safety net
 the address space is capped during each call (``RLIMIT_AS`` at the current size
 + :data:`SAFETY_NET`): a bomb then fails with ``MemoryError`` instead of taking
 the machine down, and that is reported as a memory finding even when the reader
@@ -188,10 +189,15 @@ class Harness:
         Where case folders are made (default: a new temporary folder).
     safety_net : bool
         Cap the address space during each call.
+    trace_python : bool
+        Measure with tracemalloc too (precise for Python and numpy; 2-4x slower).
+    tune_malloc : bool
+        Set glibc's thresholds for the rest of the process (see :func:`_tune_malloc`);
+        off in a test session, where other tests run in the same process.
     """
 
     def __init__(self, readers: dict[str, Reader], scratch: Path | None = None,
-                 safety_net: bool = True, trace_python: bool = True,
+                 safety_net: bool = True, trace_python: bool = True, tune_malloc: bool = True,
                  time_bound: float = TIME_BOUND, hard_limit: float = HARD_LIMIT,
                  memory_base: int = MEMORY_BASE):
         self.readers = readers
@@ -207,7 +213,8 @@ class Harness:
         self.trace_python = trace_python
         if trace_python and not tracemalloc.is_tracing():
             tracemalloc.start(1)
-        _tune_malloc()
+        if tune_malloc:
+            _tune_malloc()
 
     def warm_up(self, names, n: int = 25) -> None:
         """Run a few inputs of each reader unjudged: first calls import modules and

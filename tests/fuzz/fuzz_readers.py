@@ -845,7 +845,7 @@ def _mutate_doc(src, doc: dict, tensors: dict[str, np.ndarray], raw: dict[str, s
             arr = arr.copy()
             arr.flat[0] = src.choice([np.nan, np.inf, -np.inf, 1e30])
         elif how == "empty":
-            arr = arr[:0]
+            arr = arr.reshape(-1)[:0] if arr.ndim == 0 else arr[:0]
         elif how == "3d":
             arr = arr.reshape(1, 1, -1)
         tensors[name] = arr

@@ -19,6 +19,7 @@ def _reader(run, errors=(FormatError,)):
 
 
 def _outcome(run, errors=(FormatError,), files=None, **kw):
+    kw.setdefault("tune_malloc", False)  # other tests share this process
     h = Harness({"fake": _reader(run, errors)}, **kw)
     try:
         return h.run(Case("fake", "call", files or {"input.bin": b"abc"}))
@@ -137,6 +138,16 @@ def test_files_left_behind_are_findings():
 def test_nbytes_counts_arrays_in_containers():
     a = np.zeros(10, np.float64)
     assert nbytes({"a": a, "b": [a[:5].copy()]}) >= 80 + 40
+
+
+def test_generators_do_not_fail():
+    """A generator that raises would stop a long-run worker; try a few hundred each."""
+    from fuzz_readers import readers
+    from fuzz_source import RandomSource
+
+    for name, reader in readers().items():
+        for i in range(150):
+            reader.generate(RandomSource(f"gen:{name}:{i}"))
 
 
 @pytest.mark.parametrize("seed", [0])

@@ -22,7 +22,7 @@ from fuzz_source import RandomSource
 
 @pytest.fixture(scope="module")
 def harness():
-    h = Harness(readers(), trace_python=True)
+    h = Harness(readers(), trace_python=True, tune_malloc=False)
     h.warm_up(["idx", "gz", "cifar-py", "npz", "folder", "tar", "model", "cli", "image"], n=3)
     yield h
     h.close()
@@ -60,6 +60,17 @@ def test_gzip_bomb_with_a_valid_idx_header(harness, verify):
     files = _mnist_files(src, "train-labels-idx1-ubyte", gzip_bomb(src, header).data)
     out = check(harness, Case("gz", "load_dataset", files, {"name": "mnist", "verify": verify},
                               f"128 MiB labels file, verify={verify}"))
+    assert out.status == "typed"
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_gzip_bomb_without_an_idx_header(harness, verify):
+    """128 MiB of zeros: no valid IDX header, so nothing of it is legitimate data; the
+    reader must stop long before the official size (47 MB for the training images)."""
+    src = RandomSource("probe-gz-zeros")
+    files = _mnist_files(src, "train-images-idx3-ubyte", gzip_bomb(src).data)
+    out = check(harness, Case("gz", "load_dataset", files, {"name": "mnist", "verify": verify},
+                              f"128 MiB of zeros as the training images, verify={verify}"))
     assert out.status == "typed"
 
 

@@ -32,7 +32,7 @@ SCALE = int(os.environ.get("IMGCLS_FUZZ_EXAMPLES", "0"))
 
 @pytest.fixture(scope="module")
 def harness():
-    h = Harness(readers(), trace_python=True)
+    h = Harness(readers(), trace_python=True, tune_malloc=False)
     yield h
     h.close()
 
