@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import functools
 import io
-import random
 import json
+import random
 import struct
 import tarfile
 import zipfile

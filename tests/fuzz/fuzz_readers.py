@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gzip
 import io
 import json
 import os
 import struct
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -606,17 +604,6 @@ def run_tar(case: Case, folder: Path):
         return archive.read_members(path, case.args["names"])
     dest = folder / "dest"
     return archive.safe_extract(path, dest)
-
-
-def _tree(folder: Path) -> dict[str, tuple]:
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for n in dirnames + filenames:
-            p = os.path.join(dirpath, n)
-            st = os.lstat(p)
-            kind = "l" if os.path.islink(p) else ("d" if os.path.isdir(p) else "f")
-            out[os.path.relpath(p, folder)] = (kind, st.st_size if kind == "f" else 0)
-    return out
 
 
 def check_tar(case: Case, folder: Path, out) -> list[str]:

@@ -17,10 +17,9 @@ the structure (lengths, dims, opcodes), which is what the readers care about.
 from __future__ import annotations
 
 import random
-import struct
 from dataclasses import dataclass, field
 
-__all__ = ["RandomSource", "HypothesisSource", "Blob", "Field", "mutate", "EXTREMES"]
+__all__ = ["RandomSource", "HypothesisSource", "Blob", "Field", "mutate"]
 
 
 class RandomSource:
@@ -98,9 +97,6 @@ def _extremes(width: int, data_len: int) -> list[int]:
     return [v & top for v in vals]
 
 
-EXTREMES = _extremes
-
-
 def _set_field(data: bytearray, f: Field, value: int) -> None:
     if f.offset + f.width > len(data):
         return
@@ -152,7 +148,3 @@ def mutate(src, blob: Blob, splice: bytes | None = None, rounds: int | None = No
             _set_field(data, f, src.choice(_extremes(f.width, len(data)))
                        if src.bool(0.8) else src.int(0, (1 << (8 * f.width)) - 1))
     return bytes(data)
-
-
-def pack_u32be(*values: int) -> bytes:
-    return struct.pack(f">{len(values)}I", *values)

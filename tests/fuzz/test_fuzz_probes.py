@@ -7,13 +7,11 @@ traceback class), whatever hypothesis draws.
 
 from __future__ import annotations
 
-import json
 import struct
 
-import numpy as np
 import pytest
 from fuzz_formats import (BOMB_BYTES, Pickler, deep_json, gzip_bomb, gzip_member, idx_file,
-                          npy_header, safetensors_split, zip_bytes)
+                          npy_header, zip_bytes)
 from fuzz_harness import Harness
 from fuzz_readers import (IDX_STEMS, Case, Special, _large_png, _mnist_idx, _open_seed,
                           model_seeds, readers, seal)
@@ -197,13 +195,13 @@ def _model_case(mutate, note: str) -> Case:
 
 @pytest.mark.parametrize("note,mutate", [
     ("params nested 100000 deep", lambda d, t, r: (d["params"].update(k="@@deep@@"),
-                                                   r.update({'"@@deep@@"': deep_json(100000)}))),
+                                                   r.update({"@@deep@@": deep_json(100000)}))),
     ("NaN parameter", lambda d, t, r: (d["params"].update(k="@@nan@@"),
-                                       r.update({'"@@nan@@"': "NaN"}))),
+                                       r.update({"@@nan@@": "NaN"}))),
     ("1e999 parameter", lambda d, t, r: (d["params"].update(k="@@inf@@"),
-                                         r.update({'"@@inf@@"': "1e999"}))),
+                                         r.update({"@@inf@@": "1e999"}))),
     ("5000-digit parameter", lambda d, t, r: (d["params"].update(k="@@big@@"),
-                                              r.update({'"@@big@@"': "9" * 5000}))),
+                                              r.update({"@@big@@": "9" * 5000}))),
     ("k=-5", lambda d, t, r: d["params"].update(k=-5)),
     ("metric nonsense", lambda d, t, r: d["params"].update(metric="nonsense")),
     ("templates_ attribute", lambda d, t, r: d["attributes"].update(templates_={"json": 1})),
@@ -212,13 +210,7 @@ def _model_case(mutate, note: str) -> Case:
     ("ragged class_names", lambda d, t, r: d.update(class_names=[["a"], "b", "c"])),
 ])
 def test_model_metadata_attacks(harness, note, mutate):
-    def apply(doc, tensors, raw):
-        mutate(doc, tensors, raw)
-        # the raw keys above are written with their JSON quotes: seal() expects bare keys
-        for key in list(raw):
-            raw[json.loads(key)] = raw.pop(key)
-
-    out = check(harness, _model_case(apply, note))
+    out = check(harness, _model_case(mutate, note))
     assert out.status == "typed"
 
 
@@ -234,7 +226,6 @@ def test_model_y_fit_shorter_than_x_fit(harness):
 
 def test_safetensors_header_length_zero(harness):
     data = model_seeds()[0][1]
-    header, body = safetensors_split(data)
     check(harness, Case("model", "load", {"m.safetensors": struct.pack("<Q", 0) + data[8:]},
                         {"file": "m.safetensors"}, "header length 0"))
 
