@@ -590,8 +590,11 @@ def gen_tar(src) -> Case:
                 files[rel] = value
     entry = src.choice(["safe_extract", "safe_extract", "read_members"])
     wanted = sorted({s["name"] for s in specs} | {"data/f1.bin", "missing.bin"})
+    # read_members may be told the most bytes each member may have
+    max_sizes = ({n: src.choice([0, 10, 100, 1000]) for n in wanted[:src.int(1, 3)]}
+                 if entry == "read_members" and src.bool(0.4) else None)
     return Case("tar", entry, files, {"archive": "archive" + ext, "names": wanted,
-                                      "pristine": pristine,
+                                      "pristine": pristine, "max_sizes": max_sizes,
                                       "members": [{k: (v.hex() if isinstance(v, bytes) else v)
                                                    for k, v in s.items()} for s in specs]}, note)
 
@@ -601,6 +604,8 @@ def run_tar(case: Case, folder: Path):
 
     path = folder / case.args["archive"]
     if case.entry == "read_members":
+        if case.args.get("max_sizes") is not None:
+            return archive.read_members(path, case.args["names"], case.args["max_sizes"])
         return archive.read_members(path, case.args["names"])
     dest = folder / "dest"
     return archive.safe_extract(path, dest)
@@ -623,6 +628,9 @@ def check_tar(case: Case, folder: Path, out) -> list[str]:
                 bad.append(f"read_members returned unrequested {name!r}")
             elif name in regular and data != regular[name]:
                 bad.append(f"read_members returned wrong bytes for {name!r}")
+            elif (case.args.get("max_sizes") or {}).get(name, len(data)) < len(data):
+                bad.append(f"read_members returned {len(data)} bytes of {name!r}, over "
+                           f"its max_sizes entry")
         return bad
     dest = folder / "dest"
     bad = []
