@@ -35,6 +35,7 @@ import os
 import resource
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -445,4 +446,7 @@ def _force_rmtree(path: Path) -> None:
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.exists():
-        shutil.rmtree(path, onerror=unlock)
+        if sys.version_info >= (3, 12):  # onerror is deprecated there
+            shutil.rmtree(path, onexc=lambda func, p, exc: unlock(func, p, None))
+        else:
+            shutil.rmtree(path, onerror=unlock)
