@@ -149,7 +149,8 @@ def worker_main(wid: int, seed: str, names: list[str], tasks, results, status,
             stats["max_peak"] = max(stats["max_peak"], out.peak)
             for f in out.findings:
                 kind = f.split(":", 1)[0]
-                key = f"{kind}: {out.error_type or f[:60]}"
+                # grouped by kind and outcome (the error's type, or "loaded")
+                key = f"{kind}: {out.error_type or ('loaded' if out.status == 'ok' else out.status)}"
                 if key not in stats["samples"]:
                     stats["samples"][key] = (i, f, out.error[:300])
                 if saved[(reader, key)] < SAVE_PER_KIND:
