@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
 import pytest
 from fuzz_formats import (BOMB_BYTES, Pickler, deep_json, gzip_bomb, gzip_member, idx_file,
                           npy_header, zip_bytes)
@@ -142,6 +143,40 @@ def test_folder_decompression_bomb_header(harness, on_error):
     check(harness, Case("folder", "load_dataset", files,
                         {"mode": "L", "image_size": None, "on_error": on_error,
                          "max_pixels": None, "n_jobs": 1}, "20000x20000 PNG header"))
+
+
+def _gif_with_a_huge_canvas() -> bytes:
+    """A valid 30x38 GIF whose logical screen says 65535 x 2230 (146 M pixels, under
+    Pillow's 179 M bomb limit): 1.5 KB that Pillow decodes into a full-size canvas."""
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray((np.arange(30 * 38) % 251).astype(np.uint8).reshape(38, 30), "L")
+    buf = io.BytesIO()
+    im.save(buf, "GIF")
+    data = bytearray(buf.getvalue())
+    data[6:10] = struct.pack("<HH", 65535, 2230)  # logical screen width, height
+    return bytes(data)
+
+
+@pytest.mark.parametrize("reader,entry", [("folder", "load_dataset"), ("image", "decode"),
+                                          ("image", "predict_read")])
+def test_tiny_gif_with_a_huge_canvas(harness, reader, entry):
+    from fuzz_formats import image_file
+
+    src = RandomSource("probe-canvas")
+    if reader == "folder":
+        files = {f"tree/c{i % 2}/{i}.png": image_file(src, size=(4, 4), fmt="PNG")[0].data
+                 for i in range(4)}
+        files["tree/c1/5.gif"] = _gif_with_a_huge_canvas()
+        args = {"mode": "RGB", "image_size": [4, 4], "on_error": "skip", "max_pixels": None,
+                "n_jobs": 1}
+    else:
+        files = {"img.gif": _gif_with_a_huge_canvas()}
+        args = {"file": "img.gif", "mode": "RGB", "size": [8, 8], "max_pixels": None,
+                "image_shape": [8, 8, 3]}
+    check(harness, Case(reader, entry, files, args, "1.5 KB GIF, 65535 x 2230 canvas"))
 
 
 @pytest.mark.parametrize("reader,entry", [("folder", "load_dataset"), ("image", "decode"),
