@@ -16,9 +16,11 @@ naming the file and the cause.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,12 @@ MAX_HEADER = 4 + 4 * 255
 #: How far past the header's size a file is still read, so that a slightly long
 #: file is reported with its exact length instead of "more than".
 SLACK = 1 << 16
+#: Compressed bytes given to zlib per call: zlib copies what it leaves unused
+#: (``unconsumed_tail``), so this bounds that copy.
+IN_CHUNK = 1 << 16
+#: Most content bytes zlib produces per call: a refused stream holds about twice
+#: this (zlib's output blocks and the piece joined from them).
+OUT_CHUNK = 1 << 18
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib: expect a gzip header and check CRC-32 and size
 
 
@@ -84,83 +92,187 @@ def _declared_total(header: bytes, where: str | Path) -> int:
     return header_len + math.prod(shape) * dtype.itemsize
 
 
-def _inflate(data: bytes, where: str | Path, limit: int) -> tuple[bytes, bool]:
-    """At most ``limit`` bytes of the content of gzip ``data``, and whether more follow.
+def _input_pieces(data) -> Iterator[memoryview]:
+    """``data`` in slices of :data:`IN_CHUNK` bytes, without copying."""
+    view = memoryview(data).cast("B")
+    for at in range(0, len(view), IN_CHUNK):
+        yield view[at:at + IN_CHUNK]
 
-    Incremental: zlib never produces more than ``limit + 1`` bytes, however
-    much the stream would expand to.  Several gzip members (``cat a.gz b.gz``)
-    and zero padding between them are accepted, as :func:`gzip.decompress` does.
+
+def iter_gunzip(data, where: str | Path, limit: int, why: str,
+                chunk: int = OUT_CHUNK) -> Iterator[bytes]:
+    """The content of gzip ``data`` in pieces of at most ``chunk`` bytes.
+
+    Holds O(chunk) memory however far the stream would expand: zlib is given
+    :data:`IN_CHUNK` compressed bytes at a time and asked for at most
+    ``chunk`` content bytes per call.  Several gzip members
+    (``cat a.gz b.gz``) and zero padding between them are accepted, as
+    :func:`gzip.decompress` does.
+
+    Parameters
+    ----------
+    data : bytes-like
+        A gzip file's bytes (the caller has checked :data:`GZIP_MAGIC`).
+    where : str or Path
+        Named in error messages.
+    limit : int
+        Most content bytes allowed; no more than ``limit + 1`` are ever produced.
+    why : str
+        Where ``limit`` comes from, for the message.
+    chunk : int, default OUT_CHUNK
+        Most bytes per piece.
+
+    Yields
+    ------
+    bytes
+        Consecutive pieces of the content, ``limit`` bytes at most in all.
+
+    Raises
+    ------
+    FormatError
+        Truncated or corrupt stream (bad CRC-32 or length), or content longer than ``limit``.
     """
-    parts: list[bytes] = []
+    pieces = _input_pieces(data)
     total = 0
-    rest = data
+    pending = next(pieces, b"")
     try:
-        while True:
+        while pending:
             inflater = zlib.decompressobj(_GZIP_WBITS)
-            piece = inflater.decompress(rest, limit - total + 1)
-            parts.append(piece)
-            total += len(piece)
-            if total > limit:
-                return b"".join(parts)[:limit], True
-            if not inflater.eof:
-                raise FormatError(f"{where}: truncated gzip file ({len(data)} bytes; the "
-                                  f"compressed stream ends early)")
-            rest = inflater.unused_data.lstrip(b"\0")
-            if not rest:
-                return b"".join(parts), False
+            while not inflater.eof:
+                piece = inflater.decompress(pending, min(chunk, limit - total + 1))
+                pending = inflater.unconsumed_tail
+                if piece:
+                    total += len(piece)
+                    if total > limit:
+                        raise FormatError(f"{where}: decompresses to more than {limit} bytes "
+                                          f"({why}); refusing to read further")
+                    yield piece
+                elif not pending:  # zlib has used all it was given: it needs more
+                    pending = next(pieces, b"")
+                    if not pending:
+                        raise FormatError(f"{where}: truncated gzip file ({len(data)} bytes; "
+                                          f"the compressed stream ends early)")
+            # Another member may follow, after zero padding.
+            pending = inflater.unused_data.lstrip(b"\0")
+            while not pending:
+                more = next(pieces, None)
+                if more is None:
+                    return
+                pending = bytes(more).lstrip(b"\0")
     except zlib.error as exc:
         raise FormatError(f"{where}: corrupt gzip file ({exc})") from None
 
 
-def gunzip(data: bytes, where: str | Path, max_size: int | None = None,
-           why: str | None = None) -> bytes:
+def gunzip_sha256(data, where: str | Path, limit: int | None, why: str) -> tuple[str, int]:
+    """SHA-256 (hex) and length of the content of gzip ``data``, holding O(chunk) memory.
+
+    For a copy whose content is still to be verified: nothing of it is kept.
+    ``limit`` None: no limit on the content's length (memory is O(chunk) either
+    way).  Raises :class:`FormatError` as :func:`iter_gunzip` does.
+    """
+    digest, size = hashlib.sha256(), 0
+    for piece in iter_gunzip(data, where, sys.maxsize - 1 if limit is None else limit, why):
+        digest.update(piece)
+        size += len(piece)
+    return digest.hexdigest(), size
+
+
+def gunzip_exact(data, where: str | Path, size: int, why: str) -> memoryview:
+    """The content of gzip ``data``, known to be ``size`` bytes, in one buffer of that size.
+
+    For content whose checksum is known to be good (so its size is known): it is
+    written piece by piece into one preallocated ``np.empty(size, uint8)``, the
+    only copy made; :func:`parse_idx` then uses it without copying.
+
+    Returns
+    -------
+    memoryview
+        Writable, format ``"B"``, ``size`` bytes.
+
+    Raises
+    ------
+    FormatError
+        Damaged stream, or content of another length than ``size``.
+    """
+    out = memoryview(np.empty(size, np.uint8))
+    at = 0
+    for piece in iter_gunzip(data, where, size, why):
+        out[at:at + len(piece)] = piece
+        at += len(piece)
+    if at != size:
+        raise FormatError(f"{where}: decompresses to {at} bytes, expected {size} ({why})")
+    return out
+
+
+def _head(data, where: str | Path) -> bytes:
+    """The first :data:`MAX_HEADER` bytes (or fewer) of the content of gzip ``data``."""
+    head = bytearray()
+    for piece in iter_gunzip(data, where, sys.maxsize - 1, "no limit", MAX_HEADER):
+        head += piece[:MAX_HEADER - len(head)]
+        if len(head) >= MAX_HEADER:
+            break
+    return bytes(head)
+
+
+def gunzip(data, where: str | Path, max_size: int | None = None,
+           why: str | None = None) -> bytearray:
     """The decompressed content of gzip ``data``, never more than a bound.
+
+    The content is appended to one growing ``bytearray`` (amortized, no
+    concatenated copies), so memory follows the content actually present.  The
+    IDX header is read first: a file that is not IDX, or whose header declares
+    more than ``max_size``, is refused before the rest is decompressed.
 
     Parameters
     ----------
-    data : bytes
+    data : bytes-like
         A gzip file's bytes.
     where : str or Path
         Named in error messages.
     max_size : int, optional
-        Most bytes the content may have, e.g. the official file's size.  Default:
-        the size the content's IDX header declares (plus :data:`SLACK`, so that
-        :func:`parse_idx` can report a slightly long file exactly).
+        Most bytes the content may have, e.g. the official file's size.  The
+        bound used is the smaller of it and the size the content's IDX header
+        declares plus :data:`SLACK` (so that :func:`parse_idx` can report a
+        slightly long file exactly).
     why : str, optional
         Where ``max_size`` comes from, for the message.
 
     Returns
     -------
-    bytes
-        The content, at most ``max_size`` bytes.
+    bytearray
+        The content, at most the bound.
 
     Raises
     ------
     FormatError
-        Not gzip, truncated or corrupt stream (bad CRC, bad length), or content
-        longer than the bound; the message names ``where``.
+        Not gzip, truncated or corrupt stream (bad CRC, bad length), no IDX
+        header or one declaring more than ``max_size``, or content longer than the
+        bound; the message names ``where``.
     """
-    if data[:2] != GZIP_MAGIC:
+    if bytes(data[:2]) != GZIP_MAGIC:
         raise FormatError(f"{where}: not a gzip file (starts with {_preview(data)})"
                           + _html_hint(data))
-    if max_size is None:
-        head, _ = _inflate(data, where, MAX_HEADER)
-        # A header may declare more than any machine holds; the stream itself
-        # (at most ~1032 x its size for deflate) then ends first.
-        limit = min(_declared_total(head, where) + SLACK, sys.maxsize - 1)
-        why = why or "the size its IDX header declares"
-    else:
+    # A header may declare more than any machine holds; the stream itself (at
+    # most ~1032 x its size for deflate) then ends first.
+    declared = _declared_total(_head(data, where), where)
+    if max_size is not None and declared > max_size:
+        raise FormatError(f"{where}: its IDX header declares {declared} bytes, more than "
+                          f"{max_size} ({why or 'the limit for this file'}); refusing to "
+                          f"decompress it")
+    limit = min(declared + SLACK, sys.maxsize - 1)
+    if max_size is not None and max_size < limit:
         limit = max_size
         why = why or "the limit for this file"
-    content, more = _inflate(data, where, limit)
-    if more:
-        raise FormatError(f"{where}: decompresses to more than {limit} bytes ({why}); "
-                          f"refusing to read further")
-    return content
+    else:
+        why = "the size its IDX header declares"
+    out = bytearray()
+    for piece in iter_gunzip(data, where, limit, why):
+        out += piece
+    return out
 
 
 def decode_maybe_gzip(data: bytes, where: str | Path, max_size: int | None = None,
-                      why: str | None = None) -> tuple[bytes, bytes | None]:
+                      why: str | None = None) -> tuple[bytes | bytearray, bytes | None]:
     """``(content, compressed)`` of bytes read from file ``where``.
 
     ``compressed`` is ``data`` when it is gzip (else None) and ``content`` the
@@ -181,7 +293,7 @@ def decode_maybe_gzip(data: bytes, where: str | Path, max_size: int | None = Non
 
 
 def read_maybe_gzip(path: str | Path, max_size: int | None = None,
-                    why: str | None = None) -> tuple[bytes, bytes | None]:
+                    why: str | None = None) -> tuple[bytes | bytearray, bytes | None]:
     """Read file ``path`` (gzipped or not) within bounds; return ``(content, compressed)``.
 
     Parameters
@@ -197,8 +309,8 @@ def read_maybe_gzip(path: str | Path, max_size: int | None = None,
 
     Returns
     -------
-    content : bytes
-        The decompressed bytes.
+    content : bytes or bytearray
+        The decompressed bytes (a bytearray, from :func:`gunzip`, when gzip).
     compressed : bytes or None
         The file's bytes when it is gzip.
 
@@ -232,13 +344,68 @@ def read_maybe_gzip(path: str | Path, max_size: int | None = None,
         return data, None
 
 
-def parse_idx(data: bytes, where: str | Path, ndim: int | None = None) -> np.ndarray:
+def sha256_maybe_gzip(path: str | Path, max_size: int | None,
+                      why: str | None = None) -> tuple[str, bool]:
+    """SHA-256 (hex) of the content of file ``path``, gzipped or not, holding O(chunk) memory.
+
+    For checking a copy against an official checksum: nothing of the content is
+    kept, and neither a gzip stream nor a plain file is read past ``max_size``
+    content bytes.
+
+    Parameters
+    ----------
+    path : str or Path
+        Must be a regular file (a FIFO or device is refused without blocking).
+    max_size : int or None
+        Most bytes the content may have, e.g. the official file's size (None:
+        no limit; memory is O(chunk) either way).
+    why : str, optional
+        Where ``max_size`` comes from, for the message.
+
+    Returns
+    -------
+    sha256 : str
+    compressed : bool
+        Whether the file is gzip.
+
+    Raises
+    ------
+    DatasetError
+        ``path`` is missing, unreadable or not a regular file.
+    FormatError
+        A ``*.gz`` that is not gzip, a corrupt or truncated stream, or content
+        longer than ``max_size``.
+    """
+    why = why or "the limit for this file"
+    if max_size is None:
+        max_size = sys.maxsize - 1
+    with open_regular(path, error=DatasetError, what="IDX file") as f:
+        head = f.read(MAX_HEADER)
+        if head[:2] == GZIP_MAGIC:
+            return gunzip_sha256(head + f.read(), path, max_size, why)[0], True
+        if Path(path).suffix == ".gz":
+            raise FormatError(f"{path}: not a gzip file (starts with {_preview(head)})"
+                              + _html_hint(head))
+        digest, size, piece = hashlib.sha256(), 0, head
+        while piece:
+            size += len(piece)
+            if size > max_size:
+                raise FormatError(f"{path}: {f.seek(0, 2)} bytes, more than {max_size} "
+                                  f"({why}); refusing to read it")
+            digest.update(piece)
+            piece = f.read(OUT_CHUNK)
+    return digest.hexdigest(), False
+
+
+def parse_idx(data, where: str | Path, ndim: int | None = None) -> np.ndarray:
     """Decode IDX bytes into a native-endian, writable array.
 
     Parameters
     ----------
-    data : bytes
-        The (decompressed) file content.
+    data : bytes-like
+        The (decompressed) file content.  A writable buffer (bytearray, or the
+        memoryview of :func:`gunzip_exact`) is used in place when its values are
+        single bytes, e.g. MNIST's uint8: the array is a view of it, not a copy.
     where : str or Path
         The file's name, used in error messages.
     ndim : int, optional
@@ -246,7 +413,8 @@ def parse_idx(data: bytes, where: str | Path, ndim: int | None = None) -> np.nda
 
     Returns
     -------
-    ndarray of the header's shape, e.g. (60000, 28, 28) uint8.
+    ndarray of the header's shape, e.g. (60000, 28, 28) uint8; it may share
+    memory with a writable ``data``.
 
     Raises
     ------
@@ -257,7 +425,7 @@ def parse_idx(data: bytes, where: str | Path, ndim: int | None = None) -> np.nda
         ``len(data)`` before any array is made, so no product of dimensions can
         overflow.  No other exception escapes for any ``data``.
     """
-    shape, dtype, header = declared_size(data[:MAX_HEADER], where)
+    shape, dtype, header = declared_size(bytes(data[:MAX_HEADER]), where)
     if ndim is not None and len(shape) != ndim:
         raise FormatError(f"{where}: IDX header says {len(shape)} dimensions, expected {ndim}")
     count = math.prod(shape)
@@ -273,7 +441,10 @@ def parse_idx(data: bytes, where: str | Path, ndim: int | None = None) -> np.nda
         array = np.frombuffer(data, dtype, count, header).reshape(shape)
     except ValueError as exc:  # e.g. (0, 2**32-1, 2**32-1, ...) or more dims than numpy has
         raise FormatError(f"{where}: IDX shape {shape} cannot be an array ({exc})") from None
-    # A copy makes the array writable and native-endian (frombuffer over bytes is read-only).
+    if array.flags.writeable and array.flags.aligned and array.dtype.isnative:
+        return array  # over a buffer made for it (e.g. by gunzip_exact): no copy
+    # A copy makes the array writable, aligned and native-endian (frombuffer over
+    # bytes is read-only).
     return array.astype(dtype.newbyteorder("="), copy=True)
 
 
@@ -285,12 +456,12 @@ def read_idx(path: str | Path, ndim: int | None = None,
     return parse_idx(content, path, ndim)
 
 
-def _preview(data: bytes) -> str:
-    return repr(data[:16])
+def _preview(data) -> str:
+    return repr(bytes(data[:16]))
 
 
-def _html_hint(data: bytes) -> str:
-    head = data[:512].lstrip().lower()
+def _html_hint(data) -> str:
+    head = bytes(data[:512]).lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
         return " — it looks like an HTML/XML page, e.g. an error page saved by a failed download"
     return ""

@@ -22,7 +22,8 @@ from ..errors import ChecksumError, DatasetError
 from . import resources
 from .base import Dataset, check_options
 from .download import RemoteFile, ensure_files, read_bounded
-from .idx import GZIP_MAGIC, decode_maybe_gzip, parse_idx, read_maybe_gzip
+from .idx import (GZIP_MAGIC, decode_maybe_gzip, gunzip_exact, gunzip_sha256, parse_idx,
+                  read_maybe_gzip)
 from .locations import find_file, resolve_root
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -46,7 +47,10 @@ def _read_verified(path: Path, remote: RemoteFile, verify: bool) -> tuple[bytes,
     Memory is bounded by the official sizes, with or without ``verify`` (which
     skips only the checksum): the file is read only up to the largest gzip of
     the official content, and decompressed only up to the official content's
-    size (``remote.raw_size``; a smaller subset loads).
+    size (``remote.raw_size``; a smaller subset loads).  The content of a gzip
+    file is never held before its checksum is known to be good: unless the
+    served bytes match, it is first only hashed, piece by piece, and then, once
+    it matches, decompressed into one buffer of exactly the official size.
     """
     official = remote.filename[:-3]
     bound, why = remote.raw_size, f"the size of the official {official}"
@@ -55,10 +59,8 @@ def _read_verified(path: Path, remote: RemoteFile, verify: bool) -> tuple[bytes,
     data = read_bounded(path, None if bound is None else _gzip_bound(bound),
                         f"the most any copy of the official {official} ({bound} bytes) takes",
                         what="IDX file")
-    # The served bytes are checked first; only a copy that differs from them is
-    # decompressed (within the official size) to check its content.
     if hashlib.sha256(data).hexdigest() == remote.sha256:
-        return decode_maybe_gzip(data, path, bound, why)[0], "SHA-256 verified"
+        return _decompress_good(data, path, bound, why), "SHA-256 verified"
     if remote.raw_sha256 is None:
         if data[:2] == GZIP_MAGIC:
             raise ChecksumError(f"{path}: SHA-256 differs from the official "
@@ -68,14 +70,28 @@ def _read_verified(path: Path, remote: RemoteFile, verify: bool) -> tuple[bytes,
         warnings.warn(f"{path}: no official SHA-256 of the uncompressed file is known; "
                       f"loaded without a checksum check", stacklevel=4)
         return content, "not verified (no official checksum for this form)"
-    content, compressed = decode_maybe_gzip(data, path, bound, why)
-    got = hashlib.sha256(content).hexdigest()
+    compressed = data[:2] == GZIP_MAGIC
+    if compressed:
+        got, _ = gunzip_sha256(data, path, bound, why)
+    else:
+        content, _ = decode_maybe_gzip(data, path, bound, why)  # a plain file: it is the input
+        got = hashlib.sha256(content).hexdigest()
     if got != remote.raw_sha256:
         raise ChecksumError(f"{path}: SHA-256 of the {'decompressed ' if compressed else ''}"
                             f"content is {got}, expected {remote.raw_sha256} (official "
                             f"{remote.filename[:-3]}) — the file is corrupt or not the "
                             f"official release; delete it, or pass verify=False")
+    if compressed:
+        content = _decompress_good(data, path, bound, why)
     return content, "SHA-256 verified (content)"
+
+
+def _decompress_good(data: bytes, path: Path, size: int | None, why: str):
+    """The content of ``data``, whose checksum matched: into one buffer of the
+    official ``size`` when it is gzip and the size is known."""
+    if data[:2] == GZIP_MAGIC and size is not None:
+        return gunzip_exact(data, path, size, why)
+    return decode_maybe_gzip(data, path, size, why)[0]
 
 
 def load_idx_dataset(name: str, root=None, download: bool = False, *, verify: bool = True,
@@ -121,8 +137,9 @@ def load_idx_dataset(name: str, root=None, download: bool = False, *, verify: bo
 
     # One thread per file: zlib and hashlib release the GIL, so the test files
     # are decompressed and hashed while the large training file is.  Each read
-    # is bounded by its official size (``_read_verified``), so together they hold
-    # at most the gzip files, their content and the parsed copy: about 2 x 55 MB.
+    # is bounded by its official size (``_read_verified``), and the parsed arrays
+    # are views of the decompressed content, so together they hold at most the
+    # gzip files and the content: about 11 + 55 MB.
     stems = [stem for pair in SPLITS.values() for stem in pair]
     with ThreadPoolExecutor(max_workers=len(stems)) as pool:
         results = dict(zip(stems, pool.map(read, stems)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +9,17 @@ from ..errors import ConfigError, DatasetError
 from . import resources
 from .base import get_spec
 from .download import RemoteFile, sha256_file
-from .idx import read_maybe_gzip
+from .idx import sha256_maybe_gzip
 from .locations import find_file, resolve_root
 
 
 def _check(path: Path, remote: RemoteFile) -> tuple[str, str]:
     """``(status, detail)`` for one file: ok / mismatch / unverifiable.
 
-    A copy that is not the served file is decompressed no further than the
-    official content's size (``remote.raw_size``); a file that cannot be read
-    (not a regular file, corrupt gzip, too long) is a mismatch, with the reason.
+    A copy that is not the served file is hashed piece by piece as it is
+    decompressed, never held, and no further than the official content's size
+    (``remote.raw_size``); a file that cannot be read (not a regular file,
+    corrupt gzip, too long) is a mismatch, with the reason.
     """
     try:
         if path.name == remote.filename:  # the file as the mirrors serve it
@@ -30,11 +30,10 @@ def _check(path: Path, remote: RemoteFile) -> tuple[str, str]:
                 return "mismatch", f"SHA-256 {got}, expected {remote.sha256}"
         elif remote.raw_sha256 is None:
             return "unverifiable", "no official SHA-256 of this form of the file is known"
-        content, _ = read_maybe_gzip(path, remote.raw_size,
-                                     f"the size of the official {remote.filename[:-3]}")
+        got, _ = sha256_maybe_gzip(path, remote.raw_size,
+                                   f"the size of the official {remote.filename[:-3]}")
     except DatasetError as exc:  # FormatError included
         return "mismatch", str(exc)
-    got = hashlib.sha256(content).hexdigest()
     if got == remote.raw_sha256:
         return "ok", "SHA-256 of the content"
     return "mismatch", f"SHA-256 of the content {got}, expected {remote.raw_sha256}"

@@ -87,7 +87,8 @@ def test_gzip_bomb_stops_at_the_official_size_without_verify(tmp_path, monkeypat
     path.write_bytes(gzip.compress(idx_bytes(np.zeros(20 << 20, np.uint8)), mtime=0))
     error, peak = _peak(lambda: load_dataset("mnist", root=tmp_path, verify=False))
     assert isinstance(error, FormatError), error
-    assert f"{path}: decompresses to more than 38 bytes (the size of the official" in str(error)
+    assert (f"{path}: its IDX header declares {8 + (20 << 20)} bytes, more than 38 (the size "
+            f"of the official") in str(error)
     assert peak < 4 << 20, f"peak {peak} bytes"
 
 
@@ -268,3 +269,37 @@ def test_uncompressed_copy_without_known_content_checksum_warns(tmp_path):
     with pytest.warns(UserWarning, match="no official SHA-256"):
         ds = load_dataset("fashion-mnist", root=tmp_path)
     assert "not verified" in ds.source
+
+
+# --- content not yet verified is hashed piece by piece, never held (real official sizes) ---
+
+#: The official train-images-idx3-ubyte: header 00 00 08 03 and 60000 x 28 x 28.
+TRAIN_IMAGES_HEADER = bytes([0, 0, 8, 3]) + (60000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+#: Far below the 47,040,016 bytes the old code held (several copies) before refusing.
+HASH_PASS_PEAK = 8 << 20
+
+
+def _zeros_gz(header: bytes, n_zeros: int) -> bytes:
+    return gzip.compress(header + bytes(n_zeros), compresslevel=1, mtime=0)
+
+
+@pytest.mark.parametrize("blob, verify, error, msg", [
+    # the official size exactly, wrong content: refused by its checksum
+    (lambda: _zeros_gz(TRAIN_IMAGES_HEADER, 60000 * 784), True, ChecksumError,
+     "SHA-256 of the decompressed content is"),
+    # a bomb that keeps the official header: refused past the official size
+    (lambda: _zeros_gz(TRAIN_IMAGES_HEADER, 64 << 20), True, FormatError,
+     "decompresses to more than 47040016 bytes"),
+    # a header declaring more than the official file: refused from the header
+    (lambda: _zeros_gz(TRAIN_IMAGES_HEADER[:4] + (171196).to_bytes(4, "big")
+                       + TRAIN_IMAGES_HEADER[8:], 1 << 20), False, FormatError,
+     "its IDX header declares 134217680 bytes, more than 47040016"),
+])
+def test_unverified_content_under_an_official_name_is_never_held(tmp_path, blob, verify,
+                                                                 error, msg):
+    write_idx_set(tmp_path, small_idx_set())
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(blob())
+    raised, peak = _peak(lambda: load_dataset("mnist", root=tmp_path, verify=verify))
+    assert isinstance(raised, error) and f"{path}: {msg}" in str(raised), raised
+    assert peak < HASH_PASS_PEAK, f"peak {peak / 2**20:.1f} MiB"

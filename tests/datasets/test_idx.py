@@ -1,6 +1,7 @@
 """IDX and gzip reading within bounds: sizes checked before allocation, typed errors only."""
 
 import gzip
+import hashlib
 import os
 import struct
 import threading
@@ -11,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imgcls.datasets.idx import (IDX_DTYPES, decode_maybe_gzip, gunzip, parse_idx,
-                                 read_idx, read_maybe_gzip)
+from imgcls.datasets.idx import (IDX_DTYPES, OUT_CHUNK, decode_maybe_gzip, gunzip, gunzip_exact,
+                                 gunzip_sha256, iter_gunzip, parse_idx, read_idx,
+                                 read_maybe_gzip)
 from imgcls.errors import DatasetError, FormatError
 
 BOMB_ZEROS = 20 << 20  # 20 MiB of zeros compress to about 20 KB
@@ -88,13 +90,48 @@ def test_any_header_parses_to_its_shape_or_raises_format_error(type_code, dims, 
 # --- gzip: bounded inflation ---
 
 def test_gzip_bomb_is_stopped_at_the_known_size():
-    bomb = gzip.compress(bytes(BOMB_ZEROS), mtime=0)
+    bomb = gzip.compress(_header([60000]) + bytes(BOMB_ZEROS), mtime=0)
     assert len(bomb) < 64 << 10
     error, peak = _peak(lambda: decode_maybe_gzip(bomb, "train-labels-idx1-ubyte.gz",
                                                   max_size=60008))
     assert isinstance(error, FormatError)
     assert "train-labels-idx1-ubyte.gz: decompresses to more than 60008 bytes" in str(error)
-    assert peak < 1 << 20, f"peak {peak} bytes"
+    assert peak < 2 << 20, f"peak {peak} bytes"
+
+
+@pytest.mark.parametrize("head, msg", [
+    (b"", "wrong magic number 0x00000000"),  # no IDX header: refused from its first bytes
+    (_header([BOMB_ZEROS]), f"its IDX header declares {BOMB_ZEROS + 8} bytes, more than 60008"),
+])
+def test_gzip_bomb_is_refused_from_its_header_before_inflating(head, msg):
+    bomb = gzip.compress(head + bytes(BOMB_ZEROS), mtime=0)
+    error, peak = _peak(lambda: gunzip(bomb, "train-labels-idx1-ubyte.gz", max_size=60008))
+    assert isinstance(error, FormatError)
+    assert f"train-labels-idx1-ubyte.gz: {msg}" in str(error)
+    assert peak < 2 << 20, f"peak {peak} bytes"
+
+
+def test_iter_gunzip_holds_one_piece_at_a_time():
+    raw = _header([3 * OUT_CHUNK]) + bytes(range(256)) * (3 * OUT_CHUNK // 256)
+    data = gzip.compress(raw, mtime=0)
+    pieces = list(iter_gunzip(data, "x.gz", len(raw), "test"))
+    assert b"".join(pieces) == raw and max(map(len, pieces)) <= OUT_CHUNK
+    assert gunzip_sha256(data, "x.gz", len(raw), "test") == (hashlib.sha256(raw).hexdigest(),
+                                                              len(raw))
+    exact = gunzip_exact(data, "x.gz", len(raw), "test")
+    assert exact == raw and not exact.readonly
+    with pytest.raises(FormatError, match=r"x\.gz: decompresses to more than 9 bytes \(test\)"):
+        gunzip_sha256(data, "x.gz", 9, "test")
+    with pytest.raises(FormatError, match=rf"x\.gz: decompresses to {len(raw)} bytes, expected"):
+        gunzip_exact(data, "x.gz", len(raw) + 1, "test")
+
+
+def test_parse_idx_uses_a_writable_byte_buffer_in_place():
+    raw = bytearray(_header([2, 3]) + bytes(range(6)))
+    out = parse_idx(raw, "x.idx", ndim=2)
+    assert np.shares_memory(out, np.frombuffer(raw, np.uint8)) and out.flags.writeable
+    frozen = parse_idx(bytes(raw), "x.idx", ndim=2)  # read-only input: a writable copy
+    assert frozen.flags.writeable and frozen.tolist() == [[0, 1, 2], [3, 4, 5]]
 
 
 def test_gzip_bomb_is_stopped_at_the_size_its_header_declares(tmp_path):
