@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import sys
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,6 +48,9 @@ IN_CHUNK = 1 << 16
 #: Most content bytes zlib produces per call: a refused stream holds about twice
 #: this (zlib's output blocks and the piece joined from them).
 OUT_CHUNK = 1 << 18
+#: Content bytes between two :class:`Mark` of a checked stream: parts of this size
+#: are decompressed in parallel on the second pass.
+MARK_EVERY = 4 << 20
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib: expect a gzip header and check CRC-32 and size
 
 
@@ -92,15 +98,19 @@ def _declared_total(header: bytes, where: str | Path) -> int:
     return header_len + math.prod(shape) * dtype.itemsize
 
 
-def _input_pieces(data) -> Iterator[memoryview]:
-    """``data`` in slices of :data:`IN_CHUNK` bytes, without copying."""
-    view = memoryview(data).cast("B")
-    for at in range(0, len(view), IN_CHUNK):
-        yield view[at:at + IN_CHUNK]
+class Mark(NamedTuple):
+    """Where decompression of a stream can resume: after ``out`` content bytes, with
+    zlib's ``state`` (a copy), the compressed bytes ``pending`` it had not used,
+    and ``pos``, the offset of the next compressed bytes after those."""
+
+    out: int
+    pos: int
+    pending: bytes | memoryview
+    state: Any
 
 
-def iter_gunzip(data, where: str | Path, limit: int, why: str,
-                chunk: int = OUT_CHUNK) -> Iterator[bytes]:
+def iter_gunzip(data, where: str | Path, limit: int, why: str, chunk: int = OUT_CHUNK,
+                marks: list[Mark] | None = None) -> Iterator[bytes]:
     """The content of gzip ``data`` in pieces of at most ``chunk`` bytes.
 
     Holds O(chunk) memory however far the stream would expand: zlib is given
@@ -121,6 +131,11 @@ def iter_gunzip(data, where: str | Path, limit: int, why: str,
         Where ``limit`` comes from, for the message.
     chunk : int, default OUT_CHUNK
         Most bytes per piece.
+    marks : list, optional
+        Filled with a :class:`Mark` at the start and about every
+        :data:`MARK_EVERY` content bytes, from which :func:`gunzip_exact` can
+        decompress parts of the stream in parallel (~40 KB each: zlib's window
+        and state).  Emptied when the stream has several members.
 
     Yields
     ------
@@ -132,12 +147,18 @@ def iter_gunzip(data, where: str | Path, limit: int, why: str,
     FormatError
         Truncated or corrupt stream (bad CRC-32 or length), or content longer than ``limit``.
     """
-    pieces = _input_pieces(data)
-    total = 0
-    pending = next(pieces, b"")
+    view = memoryview(data).cast("B")
+    total, pos = 0, min(IN_CHUNK, len(view))
+    pending = view[:pos]
     try:
         while pending:
             inflater = zlib.decompressobj(_GZIP_WBITS)
+            if marks is not None:
+                if total:  # a second member: not split
+                    marks.clear()
+                    marks = None
+                else:
+                    marks.append(Mark(0, pos, pending, inflater.copy()))
             while not inflater.eof:
                 piece = inflater.decompress(pending, min(chunk, limit - total + 1))
                 pending = inflater.unconsumed_tail
@@ -146,43 +167,70 @@ def iter_gunzip(data, where: str | Path, limit: int, why: str,
                     if total > limit:
                         raise FormatError(f"{where}: decompresses to more than {limit} bytes "
                                           f"({why}); refusing to read further")
+                    if marks is not None and total - marks[-1].out >= MARK_EVERY:
+                        marks.append(Mark(total, pos, pending, inflater.copy()))
                     yield piece
                 elif not pending:  # zlib has used all it was given: it needs more
-                    pending = next(pieces, b"")
+                    pending = view[pos:pos + IN_CHUNK]
+                    pos += len(pending)
                     if not pending:
                         raise FormatError(f"{where}: truncated gzip file ({len(data)} bytes; "
                                           f"the compressed stream ends early)")
             # Another member may follow, after zero padding.
             pending = inflater.unused_data.lstrip(b"\0")
-            while not pending:
-                more = next(pieces, None)
-                if more is None:
-                    return
-                pending = bytes(more).lstrip(b"\0")
+            while not pending and pos < len(view):
+                pending = bytes(view[pos:pos + IN_CHUNK]).lstrip(b"\0")
+                pos = min(pos + IN_CHUNK, len(view))
     except zlib.error as exc:
         raise FormatError(f"{where}: corrupt gzip file ({exc})") from None
 
 
-def gunzip_sha256(data, where: str | Path, limit: int | None, why: str) -> tuple[str, int]:
+def gunzip_sha256(data, where: str | Path, limit: int | None, why: str,
+                  marks: list[Mark] | None = None) -> tuple[str, int]:
     """SHA-256 (hex) and length of the content of gzip ``data``, holding O(chunk) memory.
 
     For a copy whose content is still to be verified: nothing of it is kept.
     ``limit`` None: no limit on the content's length (memory is O(chunk) either
-    way).  Raises :class:`FormatError` as :func:`iter_gunzip` does.
+    way).  ``marks`` is filled as in :func:`iter_gunzip`, for a later
+    :func:`gunzip_exact`.  Raises :class:`FormatError` as :func:`iter_gunzip` does.
     """
     digest, size = hashlib.sha256(), 0
-    for piece in iter_gunzip(data, where, sys.maxsize - 1 if limit is None else limit, why):
+    for piece in iter_gunzip(data, where, sys.maxsize - 1 if limit is None else limit, why,
+                             marks=marks):
         digest.update(piece)
         size += len(piece)
     return digest.hexdigest(), size
 
 
-def gunzip_exact(data, where: str | Path, size: int, why: str) -> memoryview:
+def _fill(view: memoryview, out: memoryview, mark: Mark, end: int, where: str | Path) -> None:
+    """Decompress content bytes ``mark.out`` to ``end`` of ``view`` into ``out``."""
+    inflater, pending, pos, at = mark.state.copy(), mark.pending, mark.pos, mark.out
+    try:
+        while at < end:
+            if not pending:
+                pending = view[pos:pos + IN_CHUNK]
+                pos += len(pending)
+            piece = inflater.decompress(pending, min(OUT_CHUNK, end - at))
+            pending = inflater.unconsumed_tail
+            out[at:at + len(piece)] = piece
+            at += len(piece)
+            if not piece and not pending and pos >= len(view) or inflater.eof and at < end:
+                raise FormatError(f"{where}: decompresses to fewer bytes than on the first pass "
+                                  f"({at} < {end}); was the file changed meanwhile?")
+    except zlib.error as exc:
+        raise FormatError(f"{where}: corrupt gzip file ({exc})") from None
+
+
+def gunzip_exact(data, where: str | Path, size: int, why: str,
+                 marks: list[Mark] | None = None) -> memoryview:
     """The content of gzip ``data``, known to be ``size`` bytes, in one buffer of that size.
 
     For content whose checksum is known to be good (so its size is known): it is
     written piece by piece into one preallocated ``np.empty(size, uint8)``, the
-    only copy made; :func:`parse_idx` then uses it without copying.
+    only copy made; :func:`parse_idx` then uses it without copying.  With the
+    ``marks`` of the pass that checked the content (:func:`gunzip_sha256`), the
+    parts between marks are decompressed in parallel threads (zlib releases the
+    GIL), so that the second pass costs about 1 / cores of the first.
 
     Returns
     -------
@@ -195,6 +243,14 @@ def gunzip_exact(data, where: str | Path, size: int, why: str) -> memoryview:
         Damaged stream, or content of another length than ``size``.
     """
     out = memoryview(np.empty(size, np.uint8))
+    if marks and marks[0].out == 0:
+        ends = [mark.out for mark in marks[1:]] + [size]
+        view = memoryview(data).cast("B")
+        with ThreadPoolExecutor(max_workers=min(len(marks), os.cpu_count() or 1)) as pool:
+            for job in [pool.submit(_fill, view, out, mark, end, where)
+                        for mark, end in zip(marks, ends)]:
+                job.result()
+        return out
     at = 0
     for piece in iter_gunzip(data, where, size, why):
         out[at:at + len(piece)] = piece

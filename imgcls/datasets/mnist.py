@@ -70,9 +70,9 @@ def _read_verified(path: Path, remote: RemoteFile, verify: bool) -> tuple[bytes,
         warnings.warn(f"{path}: no official SHA-256 of the uncompressed file is known; "
                       f"loaded without a checksum check", stacklevel=4)
         return content, "not verified (no official checksum for this form)"
-    compressed = data[:2] == GZIP_MAGIC
+    compressed, marks = data[:2] == GZIP_MAGIC, []
     if compressed:
-        got, _ = gunzip_sha256(data, path, bound, why)
+        got, _ = gunzip_sha256(data, path, bound, why, marks)
     else:
         content, _ = decode_maybe_gzip(data, path, bound, why)  # a plain file: it is the input
         got = hashlib.sha256(content).hexdigest()
@@ -82,15 +82,16 @@ def _read_verified(path: Path, remote: RemoteFile, verify: bool) -> tuple[bytes,
                             f"{remote.filename[:-3]}) — the file is corrupt or not the "
                             f"official release; delete it, or pass verify=False")
     if compressed:
-        content = _decompress_good(data, path, bound, why)
+        content = _decompress_good(data, path, bound, why, marks)
     return content, "SHA-256 verified (content)"
 
 
-def _decompress_good(data: bytes, path: Path, size: int | None, why: str):
+def _decompress_good(data: bytes, path: Path, size: int | None, why: str, marks=None):
     """The content of ``data``, whose checksum matched: into one buffer of the
-    official ``size`` when it is gzip and the size is known."""
+    official ``size`` when it is gzip and the size is known (in parallel parts
+    with the ``marks`` of the checking pass)."""
     if data[:2] == GZIP_MAGIC and size is not None:
-        return gunzip_exact(data, path, size, why)
+        return gunzip_exact(data, path, size, why, marks)
     return decode_maybe_gzip(data, path, size, why)[0]
 
 

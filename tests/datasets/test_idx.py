@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from imgcls.datasets import idx
 from imgcls.datasets.idx import (IDX_DTYPES, OUT_CHUNK, decode_maybe_gzip, gunzip, gunzip_exact,
                                  gunzip_sha256, iter_gunzip, parse_idx, read_idx,
                                  read_maybe_gzip)
@@ -124,6 +125,21 @@ def test_iter_gunzip_holds_one_piece_at_a_time():
         gunzip_sha256(data, "x.gz", 9, "test")
     with pytest.raises(FormatError, match=rf"x\.gz: decompresses to {len(raw)} bytes, expected"):
         gunzip_exact(data, "x.gz", len(raw) + 1, "test")
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_second_pass_from_the_marks_of_the_first_is_the_same_content(monkeypatch, members):
+    monkeypatch.setattr(idx, "MARK_EVERY", 1000)
+    n = 3_000_000  # several pieces of OUT_CHUNK, so several marks
+    raw = _header([n]) + bytes(np.random.default_rng(0).integers(0, 4, n, np.uint8))
+    cut = len(raw) // 3
+    data = (gzip.compress(raw, mtime=0) if members == 1
+            else gzip.compress(raw[:cut], mtime=0) + gzip.compress(raw[cut:], mtime=0))
+    marks = []
+    assert idx.gunzip_sha256(data, "x.gz", len(raw), "test", marks) == (
+        hashlib.sha256(raw).hexdigest(), len(raw))
+    assert len(marks) > 5 if members == 1 else marks == []  # several members: not split
+    assert idx.gunzip_exact(data, "x.gz", len(raw), "test", marks) == raw
 
 
 def test_parse_idx_uses_a_writable_byte_buffer_in_place():
