@@ -16,6 +16,12 @@ Rules, in the order they are applied:
    ``max_pixels`` before any pixel is decoded; Pillow's own decompression-bomb
    refusal (above twice ``PIL.Image.MAX_IMAGE_PIXELS``) is reported like any
    unreadable file.
+   The header must also be one its data can fill (:func:`_check_data`, before
+   Pillow allocates the image): uncompressed rows must be in the file, deflate
+   and LZW data can expand at most :data:`MAX_EXPANSION` times, and a GIF
+   canvas larger than its frame is accepted up to
+   :data:`MAX_UNCOVERED_CANVAS_PIXELS`.  Running out of memory while decoding
+   is reported like an unreadable file.
 3. **EXIF orientation is applied** (the Orientation tag as
    :meth:`PIL.Image.Image.getexif` reads it, XMP ``tiff:Orientation`` included),
    as :func:`PIL.ImageOps.exif_transpose` would: images are learnt and
@@ -57,6 +63,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 
 import numpy as np
@@ -86,6 +93,28 @@ BLOCK_BYTES = 64 << 20
 # buffered file cost ~5 % of the decoding; 64 KiB covers thumbnails and CIFAR-
 # or MNIST-sized images, and bounds the copy for a large photo.
 IN_MEMORY_BYTES = 64 << 10
+
+# Largest factor by which each compressed stream can expand, output bytes per
+# input byte, so that a header cannot claim more pixels than its data can fill
+# (Pillow allocates the whole image before it finds the data missing).  Upper
+# bounds, so that no valid image is refused:
+# * "zip" (PNG's deflate): 1032:1, the deflate format's limit (a 258-byte match
+#   costs at least 2 bits: 258 * 8 / 2 = 1032; zlib's technical details page);
+# * "gif" (LZW, codes of at most 12 bits): a code stands for at most 4096 bytes
+#   (one table entry of a 4096-entry table) and takes at least 12 bits once
+#   strings can be that long (a code of w < 12 bits stands for at most 2 ** w
+#   bytes, a smaller ratio), so 4096 * 8 / 12 = 2730.7, rounded up.
+# Raw (uncompressed) data expands 1:1: its stated rows must be in the file.
+# JPEG (arithmetic coding), WebP (a one-symbol Huffman code costs 0 bits) and
+# libtiff's codecs (CCITT fax) have no useful bound; those formats rely on
+# max_pixels and Pillow's decompression-bomb limit.
+MAX_EXPANSION = {"zip": 1032, "gif": 2731}
+
+# A GIF's canvas (logical screen) may be larger than its first frame: the rest
+# is background, which no data bounds.  Canvases up to this many pixels are
+# accepted whatever their frame (4 Mpx: at the 8 bytes per pixel that decoding
+# and converting hold, 32 MiB); larger ones must be covered by the frame.
+MAX_UNCOVERED_CANVAS_PIXELS = 1 << 22
 
 # EXIF tag 0x0112 (Orientation) -> the transposition that shows the image
 # upright (the table of PIL.ImageOps.exif_transpose).
@@ -122,7 +151,13 @@ class _NotRegular(ImageError):
     """open_regular's refusal; its message starts with the path."""
 
 
+# Reason given when decoding (or converting, resizing) runs out of memory.
+_NO_MEMORY = "too large to decode in the memory available (MemoryError)"
+
+
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return _NO_MEMORY
     if isinstance(exc, Image.DecompressionBombError):
         return f"over Pillow's decompression-bomb limit ({exc})"
     if isinstance(exc, Image.UnidentifiedImageError):
@@ -141,7 +176,68 @@ def _open(f, max_pixels: int | None):
     if max_pixels is not None and width * height > max_pixels:
         raise Unreadable(f"{width}x{height} = {width * height} pixels exceeds "
                          f"max_pixels={max_pixels}")
+    _check_data(im, _file_size(f))
     return im
+
+
+_SUB_BYTE = re.compile(r";([1-7])(?!\d)")
+
+
+def _bits_lower_bound(rawmode) -> int:
+    """Bits per pixel that ``rawmode`` packs, or a lower bound of them (1 or 8)."""
+    rawmode = rawmode if isinstance(rawmode, str) else ""
+    return 1 if rawmode.startswith("1") or _SUB_BYTE.search(rawmode) else 8
+
+
+def _file_size(f) -> int:
+    if isinstance(f, io.BytesIO):
+        return len(f.getbuffer())
+    return os.fstat(f.fileno()).st_size
+
+
+def _check_data(im, file_size: int) -> None:
+    """Refuse an image whose data cannot fill the size its header claims.
+
+    Checked on ``im.tile`` (the decoders Pillow will run, their extents and
+    data offsets) before :meth:`load` allocates the image: raw tiles need
+    their rows present, compressed ones at most :data:`MAX_EXPANSION` times
+    the bytes after their offset.  Each needed size is a lower bound of what
+    the decoder reads or writes, so a valid image always passes.
+    """
+    covered = 0
+    for tile in im.tile:
+        x0, y0, x1, y1 = tile.extents
+        w, h = max(0, x1 - x0), max(0, y1 - y0)
+        covered += w * h
+        if not w * h:
+            continue
+        have = max(0, file_size - (tile.offset or 0))
+        args = tile.args
+        if tile.codec_name == "raw":
+            rawmode = args[0] if isinstance(args, tuple) else args
+            row = (w * _bits_lower_bound(rawmode) + 7) // 8
+            stride = args[1] if isinstance(args, tuple) and len(args) > 1 else 0
+            stride = stride if isinstance(stride, int) and stride >= row else row
+            need = (h - 1) * stride + row
+            if need > have:
+                raise Unreadable(f"truncated: {w}x{h} pixels need {need} bytes of raw "
+                                 f"data, file has {have}")
+        elif tile.codec_name in MAX_EXPANSION:
+            ratio = MAX_EXPANSION[tile.codec_name]
+            if tile.codec_name == "zip":  # a filter byte per row, then the packed pixels
+                need = h * (1 + (w * _bits_lower_bound(args if isinstance(args, str)
+                                                       else args[0]) + 7) // 8)
+            else:  # GIF: one palette index per pixel
+                need = w * h
+            if need > ratio * have:
+                raise Unreadable(f"truncated or corrupt: {w}x{h} pixels need {need} decoded "
+                                 f"bytes, more than the {have} bytes of {tile.codec_name} data "
+                                 f"can hold (at most {ratio}:1)")
+    width, height = im.size
+    if (im.format == "GIF" and width * height > covered
+            and width * height > MAX_UNCOVERED_CANVAS_PIXELS):
+        raise Unreadable(f"canvas {width}x{height} is larger than its image data "
+                         f"({covered} pixels) and over {MAX_UNCOVERED_CANVAS_PIXELS} pixels")
 
 
 def _regular(path: str):
@@ -260,7 +356,9 @@ def decode_file(path: str | os.PathLike, mode: str = "RGB", size: tuple[int, int
     ImageError
         The file is missing, not a regular file, not an image in
         :data:`FORMATS`, corrupt or truncated, over ``max_pixels`` or Pillow's
-        decompression-bomb limit, or has 32-bit pixels; the message names
+        decompression-bomb limit, claims more pixels than its data can
+        fill, is too large for the memory available, or has 32-bit pixels;
+        the message names
         ``path`` and the cause, in one line.
     ConfigError
         ``mode`` or ``size`` is not one of the above.
@@ -275,7 +373,7 @@ def decode_file(path: str | os.PathLike, mode: str = "RGB", size: tuple[int, int
             out = np.asarray(_decode(im, mode, size), dtype=np.uint8)
     except Unreadable as exc:
         raise ImageError(f"{path}: {exc.reason}") from None
-    except UNREADABLE as exc:
+    except (*UNREADABLE, MemoryError) as exc:
         raise ImageError(f"{path}: {_reason(exc)}") from None
     return out.reshape(out.shape[0], out.shape[1], MODES[mode])
 
@@ -356,7 +454,7 @@ def decode_chunk(paths: list[str], mode: str, size: tuple[int, int] | None,
             if stop_on_error:
                 break
             continue
-        except UNREADABLE as exc:
+        except (*UNREADABLE, MemoryError) as exc:
             errors.append((j, _reason(exc)))
             if stop_on_error:
                 break

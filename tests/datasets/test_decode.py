@@ -375,3 +375,117 @@ def test_decode_chunk_rows_are_decode_file(tmp_path, source, target, size, h, w,
     one = decode_file(path, target, size)
     for row in np.concatenate(blocks):
         np.testing.assert_array_equal(row, one)
+
+
+# -- headers that claim more pixels than their data can fill ---------------------------
+
+def _allocations(monkeypatch):
+    """Sizes of the images Pillow allocates for decoding (ImageFile.load_prepare)."""
+    from PIL import ImageFile
+
+    sizes = []
+    prepare = ImageFile.ImageFile.load_prepare
+
+    def spy(self):
+        sizes.append(self.size)
+        return prepare(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load_prepare", spy)
+    return sizes
+
+
+def _peak_rss_growth(fn):
+    """Resident-memory peak (bytes) that ``fn()`` adds; None where VmHWM cannot be reset."""
+    def status(key):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        return None
+    rss0 = status("VmRSS:")
+    fn()
+    return status("VmHWM:") - rss0
+
+
+def _refused(path, match):
+    def call():
+        with pytest.raises(ImageError, match=match) as info:
+            decode_file(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+    return call
+
+
+def _png_chunk(kind, data):
+    import zlib
+    return (len(data).to_bytes(4, "big") + kind + data
+            + zlib.crc32(kind + data).to_bytes(4, "big"))
+
+
+def test_truncated_bmp_claiming_a_huge_size_is_refused_before_allocating(tmp_path, monkeypatch):
+    raw = bytearray(_write(tmp_path / "one.bmp", Image.new("RGB", (1, 1))).read_bytes())
+    raw[22:26] = (64 << 20).to_bytes(4, "little")  # height: 64 Mi rows of 4 bytes, 48 bytes present
+    path = tmp_path / "huge.bmp"
+    path.write_bytes(bytes(raw))
+    allocated = _allocations(monkeypatch)
+    growth = _peak_rss_growth(_refused(path, r"truncated: 1x67108864 pixels need \d+ bytes"))
+    assert allocated == []
+    assert growth is None or growth < 16 << 20
+
+
+def test_png_claiming_more_pixels_than_its_deflate_data_can_fill_is_refused(tmp_path, monkeypatch):
+    raw = _write(tmp_path / "one.png", Image.new("L", (1, 1))).read_bytes()
+    # 8000 x 8000 grey (under Pillow's bomb limit) needs 64 MB inflated, but a
+    # few bytes of deflate data inflate to at most 1032 times their size.
+    ihdr = (8000).to_bytes(4, "big") * 2 + raw[24:29]
+    path = tmp_path / "claims.png"
+    path.write_bytes(raw[:8] + _png_chunk(b"IHDR", ihdr) + raw[33:])
+    allocated = _allocations(monkeypatch)
+    growth = _peak_rss_growth(_refused(path, r"8000x8000 pixels need \d+ decoded bytes.*1032:1"))
+    assert allocated == []
+    assert growth is None or growth < 16 << 20
+
+
+def test_gif_canvas_far_larger_than_its_frame_is_refused(tmp_path, monkeypatch):
+    raw = bytearray(_write(tmp_path / "small.gif", Image.new("P", (2, 2))).read_bytes())
+    raw[6:10] = (4000).to_bytes(2, "little") + (2000).to_bytes(2, "little")  # 8 Mpx screen
+    path = tmp_path / "canvas.gif"
+    path.write_bytes(bytes(raw))
+    allocated = _allocations(monkeypatch)
+    _refused(path, r"canvas 4000x2000 is larger than its image data \(4 pixels\)")()
+    assert allocated == []
+    # A canvas under MAX_UNCOVERED_CANVAS_PIXELS is background around the frame, still decoded.
+    raw[6:10] = (300).to_bytes(2, "little") + (200).to_bytes(2, "little")
+    (tmp_path / "ok.gif").write_bytes(bytes(raw))
+    assert decode_file(tmp_path / "ok.gif", "L").shape == (200, 300, 1)
+
+
+def test_images_at_the_compression_limits_still_decode(tmp_path):
+    # Zeros deflate close to the 1032:1 limit; the stated bound must not refuse them.
+    flat = _write(tmp_path / "flat.png", Image.new("L", (3000, 3000)), optimize=True)
+    assert (3000 * 3001) / (flat.stat().st_size) > 500
+    assert decode_file(flat, "L", (4, 4)).sum() == 0
+    gif = _write(tmp_path / "flat.gif", Image.new("P", (2000, 2000)))
+    assert decode_file(gif, "L", (4, 4)).shape == (4, 4, 1)
+    bmp = _write(tmp_path / "exact.bmp", Image.fromarray(_noise((7, 5), 1)))
+    assert decode_file(bmp, "L").tolist() == _noise((7, 5), 1)[..., None].tolist()
+    # the last row's padding may be missing (rows of 5 bytes stored in 8)
+    bmp.write_bytes(bmp.read_bytes()[:-3])
+    assert decode_file(bmp, "L").shape == (7, 5, 1)
+
+
+def test_memory_error_while_decoding_is_an_image_error(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    path = _write(tmp_path / "a.png", Image.new("RGB", (4, 4)))
+
+    def no_memory(self):
+        raise MemoryError
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory)
+    with pytest.raises(ImageError, match=r"a\.png: too large to decode in the memory available"):
+        decode_file(path)
+    blocks, kept, errors, _ = decode_chunk([str(path)], "RGB", None, None, False)
+    assert blocks == [] and kept == [] and errors == [(0, "too large to decode in the memory "
+                                                       "available (MemoryError)")]
