@@ -105,10 +105,22 @@ IN_MEMORY_BYTES = 64 << 10
 #   strings can be that long (a code of w < 12 bits stands for at most 2 ** w
 #   bytes, a smaller ratio), so 4096 * 8 / 12 = 2730.7, rounded up.
 # Raw (uncompressed) data expands 1:1: its stated rows must be in the file.
-# JPEG (arithmetic coding), WebP (a one-symbol Huffman code costs 0 bits) and
+# Arithmetic-coded JPEG, WebP (a one-symbol Huffman code costs 0 bits) and
 # libtiff's codecs (CCITT fax) have no useful bound; those formats rely on
 # max_pixels and Pillow's decompression-bomb limit.
 MAX_EXPANSION = {"zip": 1032, "gif": 2731}
+
+# Most pixels one byte of Huffman-coded JPEG data can stand for: a scan codes
+# every 8x8 block of its components with at least one Huffman code, of at
+# least 1 bit (ITU-T T.81 F.1.2, G.1.2), and a block covers at most 32 x 32
+# pixels (a component sampled 1 where another is sampled 4, the largest
+# factor, T.81 A.1.1): 32 * 32 * 8.  libjpeg pads a file cut short with grey,
+# so without this a 600-byte JPEG claiming 8000 x 8000 "decodes".
+JPEG_MAX_PIXELS_PER_BYTE = 8192
+
+# Start-of-frame markers of arithmetic-coded JPEG (SOF9-11, SOF13-15), whose
+# expansion has no useful bound: those files are not checked.
+_ARITHMETIC_SOF = re.compile(rb"\xff[\xc9\xca\xcb\xcd\xce\xcf]")
 
 # A GIF's canvas (logical screen) may be larger than its first frame: the rest
 # is background, which no data bounds.  Canvases up to this many pixels are
@@ -195,6 +207,21 @@ def _file_size(f) -> int:
     return os.fstat(f.fileno()).st_size
 
 
+def _arithmetic_jpeg(im) -> bool:
+    """Whether the JPEG header Pillow has read (up to its first scan) may be arithmetic-coded.
+
+    A marker-like pair inside another segment's payload also counts: the file
+    is then only left unchecked.
+    """
+    fp = im.fp
+    end = fp.tell()
+    try:
+        fp.seek(0)
+        return _ARITHMETIC_SOF.search(fp.read(end)) is not None
+    finally:
+        fp.seek(end)
+
+
 def _check_data(im, file_size: int) -> None:
     """Refuse an image whose data cannot fill the size its header claims.
 
@@ -222,6 +249,11 @@ def _check_data(im, file_size: int) -> None:
             if need > have:
                 raise Unreadable(f"truncated: {w}x{h} pixels need {need} bytes of raw "
                                  f"data, file has {have}")
+        elif tile.codec_name == "jpeg":
+            if w * h > JPEG_MAX_PIXELS_PER_BYTE * have and not _arithmetic_jpeg(im):
+                raise Unreadable(f"truncated or corrupt: {w}x{h} pixels are more than the "
+                                 f"{have} bytes of JPEG data can code (at most "
+                                 f"{JPEG_MAX_PIXELS_PER_BYTE} pixels a byte)")
         elif tile.codec_name in MAX_EXPANSION:
             ratio = MAX_EXPANSION[tile.codec_name]
             if tile.codec_name == "zip":  # a filter byte per row, then the packed pixels

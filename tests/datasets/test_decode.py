@@ -489,3 +489,22 @@ def test_memory_error_while_decoding_is_an_image_error(tmp_path, monkeypatch):
     blocks, kept, errors, _ = decode_chunk([str(path)], "RGB", None, None, False)
     assert blocks == [] and kept == [] and errors == [(0, "too large to decode in the memory "
                                                        "available (MemoryError)")]
+
+
+def test_jpeg_claiming_more_pixels_than_its_data_can_code_is_refused(tmp_path, monkeypatch):
+    raw = bytearray(_write(tmp_path / "small.jpg", Image.new("RGB", (8, 8))).read_bytes())
+    sof = raw.find(b"\xff\xc0")
+    raw[sof + 5:sof + 9] = (8000).to_bytes(2, "big") * 2  # libjpeg would pad it with grey
+    path = tmp_path / "claims.jpg"
+    path.write_bytes(bytes(raw))
+    allocated = _allocations(monkeypatch)
+    _refused(path, r"8000x8000 pixels are more than the \d+ bytes of JPEG data can code")()
+    assert allocated == []
+    # Arithmetic coding has no such bound: that file is left to Pillow.
+    raw[sof + 1] = 0xC9
+    path.write_bytes(bytes(raw))
+    assert decode_file(path, "RGB", (4, 4)).shape == (4, 4, 3)
+    # A flat photo-sized JPEG (the most compressible kind) is far inside the bound.
+    flat = _write(tmp_path / "flat.jpg", Image.new("RGB", (2000, 1500), (255, 255, 255)),
+                  quality=5, subsampling=2, optimize=True, progressive=True)
+    assert decode_file(flat, "RGB", (3, 3)).min() >= 240
