@@ -18,10 +18,12 @@ Rules, in the order they are applied:
    unreadable file.
    The header must also be one its data can fill (:func:`_check_data`, before
    Pillow allocates the image): uncompressed rows must be in the file, deflate
-   and LZW data can expand at most :data:`MAX_EXPANSION` times, and a GIF
-   canvas larger than its frame is accepted up to
-   :data:`MAX_UNCOVERED_CANVAS_PIXELS`.  Running out of memory while decoding
-   is reported like an unreadable file.
+   and LZW data expand at most :data:`MAX_EXPANSION` times (TIFF:
+   :data:`TIFF_EXPANSION`), Huffman-coded JPEG data codes at most
+   :data:`JPEG_MAX_PIXELS_PER_BYTE` pixels a byte, and background that no data
+   codes (a GIF canvas around its frame, pixels a BMP RLE skips) is accepted up
+   to :data:`MAX_UNCOVERED_CANVAS_PIXELS`.  Running out of memory while
+   decoding is reported like an unreadable file.
 3. **EXIF orientation is applied** (the Orientation tag as
    :meth:`PIL.Image.Image.getexif` reads it, XMP ``tiff:Orientation`` included),
    as :func:`PIL.ImageOps.exif_transpose` would: images are learnt and
@@ -110,6 +112,17 @@ IN_MEMORY_BYTES = 64 << 10
 # max_pixels and Pillow's decompression-bomb limit.
 MAX_EXPANSION = {"zip": 1032, "gif": 2731}
 
+# The same bounds for the compressions libtiff decodes (Pillow's names, from
+# ``im._compression``): LZW and deflate as above, PackBits at most 128 bytes
+# for a 2-byte run (64:1), none 1:1.  CCITT fax and JPEG-in-TIFF: no bound.
+TIFF_EXPANSION = {"raw": 1, "packbits": 64, "tiff_lzw": 2731, "tiff_deflate": 1032,
+                  "tiff_adobe_deflate": 1032}
+
+# A BMP RLE run of 2 bytes codes at most 255 pixels (RLE8; RLE4 the same count),
+# so 128 pixels a byte; its "delta", "end of line" and "end of bitmap" codes
+# skip pixels, which are then background like a GIF's canvas (below).
+BMP_RLE_PIXELS_PER_BYTE = 128
+
 # Most pixels one byte of Huffman-coded JPEG data can stand for: a scan codes
 # every 8x8 block of its components with at least one Huffman code, of at
 # least 1 bit (ITU-T T.81 F.1.2, G.1.2), and a block covers at most 32 x 32
@@ -122,10 +135,11 @@ JPEG_MAX_PIXELS_PER_BYTE = 8192
 # expansion has no useful bound: those files are not checked.
 _ARITHMETIC_SOF = re.compile(rb"\xff[\xc9\xca\xcb\xcd\xce\xcf]")
 
-# A GIF's canvas (logical screen) may be larger than its first frame: the rest
-# is background, which no data bounds.  Canvases up to this many pixels are
-# accepted whatever their frame (4 Mpx: at the 8 bytes per pixel that decoding
-# and converting hold, 32 MiB); larger ones must be covered by the frame.
+# A GIF's canvas (logical screen) may be larger than its first frame, and a
+# BMP RLE may skip pixels: those are background, which no data bounds.  Images
+# up to this many pixels are accepted whatever their data covers (4 Mpx: at
+# the 8 bytes per pixel that decoding and converting hold, 32 MiB); larger ones
+# must be covered by their data.
 MAX_UNCOVERED_CANVAS_PIXELS = 1 << 22
 
 # EXIF tag 0x0112 (Orientation) -> the transposition that shows the image
@@ -254,6 +268,21 @@ def _check_data(im, file_size: int) -> None:
                 raise Unreadable(f"truncated or corrupt: {w}x{h} pixels are more than the "
                                  f"{have} bytes of JPEG data can code (at most "
                                  f"{JPEG_MAX_PIXELS_PER_BYTE} pixels a byte)")
+        elif tile.codec_name == "bmp_rle":
+            if w * h > max(BMP_RLE_PIXELS_PER_BYTE * have, MAX_UNCOVERED_CANVAS_PIXELS):
+                raise Unreadable(f"truncated or corrupt: {w}x{h} pixels, more than the {have} "
+                                 f"bytes of RLE data can code (at most "
+                                 f"{BMP_RLE_PIXELS_PER_BYTE} pixels a byte) and over "
+                                 f"{MAX_UNCOVERED_CANVAS_PIXELS} pixels")
+        elif (tile.codec_name == "libtiff"
+              and getattr(im, "_compression", None) in TIFF_EXPANSION):
+            ratio = TIFF_EXPANSION[im._compression]
+            rawmode = args[0] if isinstance(args, tuple) and args else ""
+            need = h * ((w * _bits_lower_bound(rawmode) + 7) // 8)
+            if need > ratio * have:
+                raise Unreadable(f"truncated or corrupt: {w}x{h} pixels need {need} decoded "
+                                 f"bytes, more than the {have} bytes of {im._compression} TIFF "
+                                 f"data can hold (at most {ratio}:1)")
         elif tile.codec_name in MAX_EXPANSION:
             ratio = MAX_EXPANSION[tile.codec_name]
             if tile.codec_name == "zip":  # a filter byte per row, then the packed pixels

@@ -508,3 +508,52 @@ def test_jpeg_claiming_more_pixels_than_its_data_can_code_is_refused(tmp_path, m
     flat = _write(tmp_path / "flat.jpg", Image.new("RGB", (2000, 1500), (255, 255, 255)),
                   quality=5, subsampling=2, optimize=True, progressive=True)
     assert decode_file(flat, "RGB", (3, 3)).min() >= 240
+
+
+# RLE8 codes: "delta" 0 right, 60 rows up (skipping 60 rows), then "end of bitmap"
+_SKIP_60_ROWS = b"\x00\x02\x00\x3c\x00\x01"
+
+
+def _rle8_bmp(path, width, height, data=_SKIP_60_ROWS):
+    """An 8-bit RLE BMP (BI_RLE8) of grey palette whose pixel data is ``data``."""
+    import struct
+
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(data), 2835, 2835, 256, 0)
+    path.write_bytes(b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset)
+                     + info + palette + data)
+    return path
+
+
+def test_bmp_rle_skipping_more_pixels_than_allowed_is_refused(tmp_path, monkeypatch):
+    # every pixel skipped: background (index 0)
+    small = _rle8_bmp(tmp_path / "small.bmp", 100, 60)
+    assert decode_file(small, "L").shape == (60, 100, 1) and decode_file(small, "L").max() == 0
+    big = _rle8_bmp(tmp_path / "big.bmp", 4000, 2000)
+    allocated = _allocations(monkeypatch)
+    _refused(big, r"4000x2000 pixels, more than the 6 bytes of RLE data can code")()
+    assert allocated == []
+
+
+def test_tiff_claiming_more_pixels_than_its_lzw_data_can_hold_is_refused(tmp_path, monkeypatch):
+    import struct
+
+    path = _write(tmp_path / "small.tif", Image.new("L", (40, 30)), compression="tiff_lzw")
+    raw = bytearray(path.read_bytes())
+    assert raw[:2] == b"II"
+    ifd = struct.unpack_from("<I", raw, 4)[0]
+    for k in range(struct.unpack_from("<H", raw, ifd)[0]):
+        entry = ifd + 2 + 12 * k
+        tag, kind = struct.unpack_from("<HH", raw, entry)
+        if tag in (256, 257):  # ImageWidth, ImageLength
+            struct.pack_into("<H" if kind == 3 else "<I", raw, entry + 8, 8000)
+    path.write_bytes(bytes(raw))
+    allocated = _allocations(monkeypatch)
+    _refused(path, r"8000x8000 pixels need \d+ decoded bytes.*tiff_lzw TIFF.*2731:1")()
+    assert allocated == []
+    # flat (most compressible) TIFFs of each bounded compression still decode
+    for compression in ("packbits", "tiff_lzw", "tiff_adobe_deflate"):
+        flat = _write(tmp_path / f"{compression}.tif", Image.new("L", (1500, 1000)),
+                      compression=compression)
+        assert decode_file(flat, "L", (2, 2)).tolist() == [[[0], [0]], [[0], [0]]]
