@@ -338,36 +338,65 @@ def orientation(im) -> int:
     return value if isinstance(value, int) and value in _TRANSPOSE else 1
 
 
+# Pixels composited per step: the temporaries (~25 bytes a pixel) stay ~2 MiB whatever the
+# image's size, instead of ~25 bytes per pixel of the whole image.
+_COMPOSITE_PIXELS = 1 << 16
+
+
 def _composite_on_black(im):
     """An image with alpha composited onto opaque black (L or RGB)."""
     mode = _ALPHA[im.mode]
-    arr = np.asarray(im if im.mode == mode else im.convert(mode))
-    colour = arr[..., :-1].astype(np.uint16)
-    # round(c * a / 255): c * a / 255 is never k + 1/2 (255 is odd), so the
-    # integer form below is exact rounding.
-    out = (colour * arr[..., -1:] + 127) // 255
-    out = out.astype(np.uint8)
-    return Image.fromarray(out[..., 0] if mode == "LA" else out, "L" if mode == "LA" else "RGB")
+    src = im if im.mode == mode else im.convert(mode)
+    width, height = src.size
+    out = Image.new("L" if mode == "LA" else "RGB", src.size)
+    step = max(1, _COMPOSITE_PIXELS // max(1, width))
+    for top in range(0, height, step):
+        arr = np.asarray(src.crop((0, top, width, min(height, top + step))))
+        # round(c * a / 255): c * a / 255 is never k + 1/2 (255 is odd), so the
+        # integer form below is exact rounding.
+        colour = arr[..., :-1].astype(np.uint16)
+        colour *= arr[..., -1:]
+        colour += 127
+        colour //= 255
+        colour = colour.astype(np.uint8)
+        out.paste(Image.fromarray(colour[..., 0] if mode == "LA" else colour, out.mode),
+                  (0, top))
+    _replace(im, src)
+    return out
+
+
+def _replace(old, new):
+    """``new``, after freeing the pixels of ``old`` when it is another image.
+
+    A decoding step's input is not needed once its output exists; freeing it
+    at once keeps one full-size copy fewer alive while a large image is
+    converted and resized.  (Closing twice, here and in a caller's ``with``,
+    is harmless.)
+    """
+    if new is not old:
+        old.close()
+    return new
 
 
 def _to_mode(im, mode: str):
     """``im`` (loaded) in ``mode`` ("L" or "RGB") under the rules of the module docstring."""
     if "transparency" in im.info and im.mode in _TRANSPARENT_COLOUR:
         # A transparent palette entry or colour (PNG tRNS, GIF): alpha from it.
-        im = im.convert(_TRANSPARENT_COLOUR[im.mode])
+        im = _replace(im, im.convert(_TRANSPARENT_COLOUR[im.mode]))
     if im.mode == mode:
         return im
     if im.mode in _ALPHA:
-        im = _composite_on_black(im)
+        im = _replace(im, _composite_on_black(im))
     elif im.mode in _SIXTEEN_BIT:
-        im = Image.fromarray((np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8), "L")
+        im = _replace(im, Image.fromarray(
+            (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8), "L"))
     elif im.mode in ("I", "F"):
         kind = "integer" if im.mode == "I" else "float"
         raise Unreadable(f"mode {im.mode!r} (32-bit {kind} pixels) has no agreed 8-bit range; "
                          f"convert it to an 8-bit image first")
     elif im.mode == "LAB":
-        im = im.convert("RGB")  # Pillow has no LAB -> L conversion
-    return im if im.mode == mode else im.convert(mode)
+        im = _replace(im, im.convert("RGB"))  # Pillow has no LAB -> L conversion
+    return im if im.mode == mode else _replace(im, im.convert(mode))
 
 
 def _decode(im, mode: str, size: tuple[int, int] | None):
@@ -388,9 +417,9 @@ def _decode(im, mode: str, size: tuple[int, int] | None):
         turn = orientation(im)
     im = _to_mode(im, mode)
     if turn != 1:
-        im = im.transpose(_TRANSPOSE[turn])
+        im = _replace(im, im.transpose(_TRANSPOSE[turn]))
     if size is not None and im.size != (size[1], size[0]):
-        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        im = _replace(im, im.resize((size[1], size[0]), Image.Resampling.BILINEAR))
     return im
 
 

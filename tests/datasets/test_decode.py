@@ -557,3 +557,23 @@ def test_tiff_claiming_more_pixels_than_its_lzw_data_can_hold_is_refused(tmp_pat
         flat = _write(tmp_path / f"{compression}.tif", Image.new("L", (1500, 1000)),
                       compression=compression)
         assert decode_file(flat, "L", (2, 2)).tolist() == [[[0], [0]], [[0], [0]]]
+
+
+def test_large_transparent_image_is_composited_in_bands_exactly_and_in_little_memory(tmp_path):
+    import ctypes
+
+    rgba = _noise((1500, 2000, 4), 5)
+    path = _write(tmp_path / "big.png", Image.fromarray(rgba, "RGBA"), compress_level=1)
+    want = ((rgba[..., :3].astype(np.uint32) * rgba[..., 3:] + 127) // 255).astype(np.uint8)
+    np.testing.assert_array_equal(decode_file(path), want)  # several bands, each exact
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed memory back, so the peak is this call's
+    except (OSError, AttributeError):
+        pytest.skip("needs glibc")
+    growth = _peak_rss_growth(lambda: decode_file(path, "RGB", (8, 8)))
+    if growth is None:
+        pytest.skip("VmHWM cannot be reset here")
+    # decoded RGBA (4 bytes a pixel) and the composited RGB (4) are what must
+    # exist; whole-image numpy temporaries took ~26 bytes a pixel
+    assert growth < 14 * rgba.shape[0] * rgba.shape[1]
