@@ -212,7 +212,10 @@ class Harness:
         self.time_bound, self.hard_limit, self.memory_base = time_bound, hard_limit, memory_base
         self.counter = 0
         self.trace_python = trace_python
-        if trace_python and not tracemalloc.is_tracing():
+        # started here, stopped by close(): tracing left on would slow every later
+        # test in the session and fold their allocations into its peaks
+        self.started_tracing = trace_python and not tracemalloc.is_tracing()
+        if self.started_tracing:
             tracemalloc.start(1)
         if tune_malloc:
             _tune_malloc()
@@ -258,6 +261,9 @@ class Harness:
                         _force_rmtree(p)
 
     def close(self) -> None:
+        if self.started_tracing:
+            tracemalloc.stop()
+            self.started_tracing = False
         if self.own_scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
 

@@ -161,3 +161,11 @@ def test_generators_are_reproducible(seed):
         a = reader.generate(RandomSource(f"{seed}:{name}:7"))
         b = reader.generate(RandomSource(f"{seed}:{name}:7"))
         assert a == b, name
+
+
+def test_close_stops_the_tracing_it_started():
+    import tracemalloc
+
+    assert not tracemalloc.is_tracing()
+    _outcome(lambda case, folder: None, trace_python=True)
+    assert not tracemalloc.is_tracing()
