@@ -1,11 +1,11 @@
 import io
 import os
-import tracemalloc
 
 import numpy as np
 import pytest
 
 from datasets_helpers import npy_bytes, npz_bytes, snapshot
+from peak_memory import traced_peak
 from imgcls.datasets import load_dataset
 from imgcls.errors import ConfigError, DatasetError, FormatError
 
@@ -125,13 +125,10 @@ def test_claimed_shape_allocates_nothing_before_the_bytes_are_checked(tmp_path):
     path = tmp_path / "claim.npz"
     path.write_bytes(npz_bytes({"X.npy": npy_bytes("<f8", (2 ** 20, 8), b"\0" * 64),
                                 "y.npy": _valid_y()}))
-    tracemalloc.start()
-    try:
+    with traced_peak() as traced:
         with pytest.raises(FormatError, match=rf"{path}\[X\]"):
             load_dataset(f"npz:{path}")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = traced.bytes
     assert peak < 4 * 2 ** 20
 
 
@@ -151,13 +148,10 @@ def test_deflate_bomb_is_refused_before_decompressing(tmp_path):
                                 "y.npy": npy_bytes("<i8", (2 ** 21,), bytes(2 ** 24))},
                                deflate=True))
     assert path.stat().st_size < 2 ** 16
-    tracemalloc.start()
-    try:
+    with traced_peak() as traced:
         with pytest.raises(FormatError, match=rf"{path}\[X\].*compress.*100:1"):
             load_dataset(f"npz:{path}")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = traced.bytes
     assert peak < 4 * 2 ** 20
 
 

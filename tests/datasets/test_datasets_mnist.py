@@ -1,12 +1,12 @@
 import gzip
 import time
-import tracemalloc
 
 import numpy as np
 import pytest
 
 from datasets_helpers import (IDX_STEMS, MNIST_TRAIN_COUNTS, idx_bytes, sha256, small_idx_set,
                               snapshot, write_idx_set)
+from peak_memory import call_peak
 from imgcls.datasets import load_dataset, resources
 from imgcls.datasets.download import RemoteFile
 from imgcls.datasets.idx import parse_idx
@@ -40,18 +40,6 @@ def test_shared_mnist_is_byte_identical_to_the_official_content(mnist_root):
         assert len(idx_bytes(array)) == resources.RAW_SIZES[stem]
 
 
-def _peak(fn):
-    """Run ``fn`` under tracemalloc; return (its exception or None, peak traced bytes)."""
-    tracemalloc.start()
-    try:
-        try:
-            fn()
-            raised = None
-        except Exception as exc:  # noqa: BLE001 - returned for the test to check
-            raised = exc
-        return raised, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 BOMB = gzip.compress(bytes(20 << 20), mtime=0)  # 20 MiB of zeros in about 20 KB
@@ -73,7 +61,7 @@ def test_gzip_bomb_under_an_official_name_stops_at_the_official_size(tmp_path, m
     _official_with_sizes(monkeypatch, "mnist", data)
     path = write_idx_set(tmp_path, data)["t10k-labels-idx1-ubyte"]
     path.write_bytes(BOMB)
-    error, peak = _peak(lambda: load_dataset("mnist", root=tmp_path))
+    error, peak = call_peak(lambda: load_dataset("mnist", root=tmp_path))
     assert isinstance(error, FormatError), error
     assert (f"{path}: decompresses to more than 18 bytes (the size of the official "
             f"t10k-labels-idx1-ubyte)") in str(error)
@@ -85,7 +73,7 @@ def test_gzip_bomb_stops_at_the_official_size_without_verify(tmp_path, monkeypat
     _official_with_sizes(monkeypatch, "mnist", data)
     path = write_idx_set(tmp_path, data)["train-labels-idx1-ubyte"]
     path.write_bytes(gzip.compress(idx_bytes(np.zeros(20 << 20, np.uint8)), mtime=0))
-    error, peak = _peak(lambda: load_dataset("mnist", root=tmp_path, verify=False))
+    error, peak = call_peak(lambda: load_dataset("mnist", root=tmp_path, verify=False))
     assert isinstance(error, FormatError), error
     assert (f"{path}: its IDX header declares {8 + (20 << 20)} bytes, more than 38 (the size "
             f"of the official") in str(error)
@@ -97,7 +85,7 @@ def test_gzip_bomb_without_a_content_checksum_is_never_decompressed(tmp_path, mo
     _official_with_sizes(monkeypatch, "fashion-mnist", data, content_checksums=False)
     path = write_idx_set(tmp_path, data)["train-images-idx3-ubyte"]
     path.write_bytes(BOMB)
-    error, peak = _peak(lambda: load_dataset("fashion-mnist", root=tmp_path))
+    error, peak = call_peak(lambda: load_dataset("fashion-mnist", root=tmp_path))
     assert isinstance(error, ChecksumError) and str(path) in str(error)
     assert peak < 4 << 20, f"peak {peak} bytes"
 
@@ -110,7 +98,7 @@ def test_uncompressed_file_longer_than_the_official_one_is_not_read_whole(tmp_pa
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     path = tmp_path / "t10k-labels-idx1-ubyte"
     path.write_bytes(idx_bytes(data["test"][1]) + bytes(20 << 20))
-    error, peak = _peak(lambda: load_dataset("mnist", root=tmp_path))
+    error, peak = call_peak(lambda: load_dataset("mnist", root=tmp_path))
     assert isinstance(error, FormatError), error
     assert f"{path}: {18 + (20 << 20)} bytes, more than" in str(error)
     assert peak < 4 << 20, f"peak {peak} bytes"
@@ -300,6 +288,6 @@ def test_unverified_content_under_an_official_name_is_never_held(tmp_path, blob,
     write_idx_set(tmp_path, small_idx_set())
     path = tmp_path / "train-images-idx3-ubyte.gz"
     path.write_bytes(blob())
-    raised, peak = _peak(lambda: load_dataset("mnist", root=tmp_path, verify=verify))
+    raised, peak = call_peak(lambda: load_dataset("mnist", root=tmp_path, verify=verify))
     assert isinstance(raised, error) and f"{path}: {msg}" in str(raised), raised
     assert peak < HASH_PASS_PEAK, f"peak {peak / 2**20:.1f} MiB"

@@ -5,13 +5,13 @@ import hashlib
 import os
 import struct
 import threading
-import tracemalloc
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from peak_memory import call_peak
 from imgcls.datasets import idx
 from imgcls.datasets.idx import (IDX_DTYPES, OUT_CHUNK, decode_maybe_gzip, gunzip, gunzip_exact,
                                  gunzip_sha256, iter_gunzip, parse_idx, read_idx,
@@ -25,18 +25,6 @@ def _header(dims, type_code=0x08) -> bytes:
     return bytes([0, 0, type_code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
 
 
-def _peak(fn):
-    """Run ``fn``; return (its exception or None, peak traced bytes while it ran)."""
-    tracemalloc.start()
-    try:
-        try:
-            fn()
-            raised = None
-        except Exception as exc:  # noqa: BLE001 - returned to the test to check its type
-            raised = exc
-        return raised, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def _finishes(fn, seconds=5.0):
@@ -93,7 +81,7 @@ def test_any_header_parses_to_its_shape_or_raises_format_error(type_code, dims, 
 def test_gzip_bomb_is_stopped_at_the_known_size():
     bomb = gzip.compress(_header([60000]) + bytes(BOMB_ZEROS), mtime=0)
     assert len(bomb) < 64 << 10
-    error, peak = _peak(lambda: decode_maybe_gzip(bomb, "train-labels-idx1-ubyte.gz",
+    error, peak = call_peak(lambda: decode_maybe_gzip(bomb, "train-labels-idx1-ubyte.gz",
                                                   max_size=60008))
     assert isinstance(error, FormatError)
     assert "train-labels-idx1-ubyte.gz: decompresses to more than 60008 bytes" in str(error)
@@ -106,7 +94,7 @@ def test_gzip_bomb_is_stopped_at_the_known_size():
 ])
 def test_gzip_bomb_is_refused_from_its_header_before_inflating(head, msg):
     bomb = gzip.compress(head + bytes(BOMB_ZEROS), mtime=0)
-    error, peak = _peak(lambda: gunzip(bomb, "train-labels-idx1-ubyte.gz", max_size=60008))
+    error, peak = call_peak(lambda: gunzip(bomb, "train-labels-idx1-ubyte.gz", max_size=60008))
     assert isinstance(error, FormatError)
     assert f"train-labels-idx1-ubyte.gz: {msg}" in str(error)
     assert peak < 2 << 20, f"peak {peak} bytes"
@@ -153,7 +141,7 @@ def test_parse_idx_uses_a_writable_byte_buffer_in_place():
 def test_gzip_bomb_is_stopped_at_the_size_its_header_declares(tmp_path):
     path = tmp_path / "labels.gz"
     path.write_bytes(gzip.compress(_header([10]) + bytes(BOMB_ZEROS), mtime=0))
-    error, peak = _peak(lambda: read_idx(path))
+    error, peak = call_peak(lambda: read_idx(path))
     assert isinstance(error, FormatError)
     assert f"{path}: decompresses to more than" in str(error) and "IDX header" in str(error)
     assert peak < 1 << 20, f"peak {peak} bytes"
@@ -162,7 +150,7 @@ def test_gzip_bomb_is_stopped_at_the_size_its_header_declares(tmp_path):
 def test_plain_file_longer_than_its_header_is_not_read_whole(tmp_path):
     path = tmp_path / "labels"
     path.write_bytes(_header([10]) + bytes(BOMB_ZEROS))
-    error, peak = _peak(lambda: read_idx(path))
+    error, peak = call_peak(lambda: read_idx(path))
     assert isinstance(error, FormatError)
     assert f"{path}: {BOMB_ZEROS + 8} bytes, more than" in str(error)
     assert peak < 1 << 20, f"peak {peak} bytes"
@@ -260,5 +248,5 @@ def test_header_declaring_more_than_any_machine_holds(tmp_path):
 def test_a_generous_bound_costs_only_the_bytes_present(tmp_path):
     path = tmp_path / "labels"
     path.write_bytes(_header([10]) + bytes(10))
-    result, peak = _peak(lambda: read_maybe_gzip(path, max_size=1 << 40))
+    result, peak = call_peak(lambda: read_maybe_gzip(path, max_size=1 << 40))
     assert result is None and peak < 1 << 20, f"peak {peak} bytes"

@@ -1,8 +1,8 @@
 """``verify_dataset``: checks within the official sizes, never an exception for a bad file."""
 
 import gzip
-import tracemalloc
 
+from peak_memory import traced_peak
 from imgcls.datasets.verify import verify_dataset
 
 
@@ -11,12 +11,9 @@ def test_gzip_bomb_is_a_mismatch_found_within_the_official_size(tmp_path):
     # official 60,008 bytes instead of inflating 20 MiB.
     path = tmp_path / "train-labels-idx1-ubyte.gz"
     path.write_bytes(gzip.compress(bytes(20 << 20), mtime=0))
-    tracemalloc.start()
-    try:
+    with traced_peak() as traced:
         rows = verify_dataset("mnist", root=tmp_path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = traced.bytes
     row = {r["file"]: r for r in rows}["train-labels-idx1-ubyte.gz"]
     assert row["status"] == "mismatch"
     assert f"{path}: decompresses to more than 60008 bytes" in row["detail"]
@@ -36,12 +33,9 @@ def test_content_of_the_official_size_is_hashed_not_held(tmp_path):
     header = bytes([0, 0, 8, 3]) + (60000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
     path = tmp_path / "train-images-idx3-ubyte.gz"
     path.write_bytes(gzip.compress(header + bytes(60000 * 784), compresslevel=1, mtime=0))
-    tracemalloc.start()
-    try:
+    with traced_peak() as traced:
         rows = verify_dataset("mnist", root=tmp_path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = traced.bytes
     row = {r["file"]: r for r in rows}["train-images-idx3-ubyte.gz"]
     assert row["status"] == "mismatch" and "SHA-256 of the content" in row["detail"]
     assert peak < 8 << 20, f"peak {peak / 2**20:.1f} MiB"
