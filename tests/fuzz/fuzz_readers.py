@@ -740,9 +740,9 @@ def _payload_hash(tensors: dict) -> str | None:
 def _sign(doc: dict) -> str | None:
     """The signature imgcls.save(..., key=MODEL_KEY) would write for ``doc``, if known."""
     try:
-        from imgcls.io import modelfile
+        from imgcls.io import signature
 
-        return modelfile._SIGNATURE_PREFIX + modelfile._signature(
+        return signature.SIGNATURE_PREFIX + signature.sign(
             MODEL_KEY, doc["metadata_sha256"], doc["payload_sha256"])
     except (AttributeError, KeyError, TypeError, ValueError):
         return None

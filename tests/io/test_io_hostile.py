@@ -87,13 +87,13 @@ def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path, fitted):
 def test_depth_scan_is_linear_in_time(victim):
     import time
 
-    from imgcls.io.modelfile import _nesting_depth
+    from imgcls.io.jsonbounds import nesting_depth
 
     # an unterminated string full of escaped quotes, with enough brackets to
     # be measured: one regular expression for escaped strings took 15 s here
     text = '"' + '\\"' * 20000 + "[" * 200
     t0 = time.perf_counter()
-    assert _nesting_depth(text, 8) == 200  # unterminated: counted, as if not in a string
+    assert nesting_depth(text, 8) == 200  # unterminated: counted, as if not in a string
     assert time.perf_counter() - t0 < 0.5
     _set_metadata_text(victim, text)
     _fails(victim, "corrupt imgcls metadata")

@@ -22,7 +22,7 @@ from io_helpers import REGISTRY, edit_metadata, read_parts, write_parts
 from imgcls.errors import ModelFileError
 from imgcls.io import load
 from imgcls.io.codec import TENSOR_DTYPES, DecodeError, decode
-from imgcls.io.modelfile import _nesting_depth
+from imgcls.io.jsonbounds import nesting_depth
 
 # peak traced memory allowed per decoded input (the inputs here are < 10 KB)
 _PEAK = 4 * 2 ** 20
@@ -103,7 +103,7 @@ json_text_values = st.recursive(
 @given(json_text_values, st.booleans())
 def test_nesting_depth_scanner_matches_the_structure(value, ascii_only):
     text = json.dumps(value, ensure_ascii=ascii_only)
-    assert _nesting_depth(text, -1) == _depth(value)
+    assert nesting_depth(text, -1) == _depth(value)
 
 
 # ---------------------------------------------------------------- whole files
