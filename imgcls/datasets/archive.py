@@ -74,6 +74,11 @@ def check_member(member: tarfile.TarInfo, archive: str | Path) -> None:
     if member.issym() or member.islnk():
         raise FormatError(f"{archive}: member {name!r} is a link (to {member.linkname!r}); "
                           f"refusing to extract")
+    if member.issparse():
+        # A GNU sparse member's data size is not its ``size`` (the expanded one):
+        # no archive imgcls reads holds one, and its stored size can send the
+        # stream reader seeking towards 2**63 bytes.
+        raise FormatError(f"{archive}: member {name!r} is a sparse file; refusing to extract")
     if member.isdev() or member.isfifo():
         raise FormatError(f"{archive}: member {name!r} is a device or FIFO; refusing to extract")
     if not (member.isfile() or member.isdir()):
@@ -140,6 +145,15 @@ class _Members:
             if total > MAX_TOTAL_BYTES:
                 raise FormatError(f"{self.archive}: members hold more than MAX_TOTAL_BYTES="
                                   f"{MAX_TOTAL_BYTES} bytes; refusing to read it")
+            # Where tarfile will look for the next header, whatever header field
+            # (size, pax or GNU extension) put it there: its stream reader seeks
+            # forward by reading, with no end-of-data check, so a position past
+            # what the stream may hold would be read towards for ever.
+            if self.tar.offset > MAX_TOTAL_BYTES + MAX_HEADER_BYTES:
+                raise FormatError(f"{self.archive}: member {member.name!r} claims data up to "
+                                  f"byte {self.tar.offset}, past the "
+                                  f"{MAX_TOTAL_BYTES + MAX_HEADER_BYTES} an archive may hold; "
+                                  f"refusing to read it")
             yield member
 
     def close(self) -> None:

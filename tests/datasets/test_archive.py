@@ -181,6 +181,48 @@ def test_a_member_over_the_cap_is_refused_from_its_header(tmp_path, reader):
     assert not (tmp_path / "out").exists()
 
 
+def _sparse_member_with_a_huge_stored_size():
+    # A GNU sparse header reports its expanded size (0 here) as ``size``, while its
+    # stored size (2**62, base-256 encoded) moves the position of the next header.
+    info = tarfile.TarInfo("sparse.bin")
+    info.type = tarfile.GNUTYPE_SPARSE
+    info.size = 2 ** 62
+    return info.tobuf(format=tarfile.GNU_FORMAT) + bytes(1024)
+
+
+@pytest.mark.parametrize("reader", ["extract", "read"])
+@pytest.mark.parametrize("sparse_check", [True, False])
+def test_a_member_moving_the_next_header_out_of_reach_is_refused(tmp_path, monkeypatch,
+                                                                 reader, sparse_check):
+    # tarfile's stream reader seeks forward by reading, with no end-of-data check:
+    # without a bound this spins for ever.  Both guards are tested: the refusal of
+    # sparse members, and (with that one disabled) the bound on the next header.
+    import threading
+
+    if not sparse_check:
+        monkeypatch.setattr(tarfile.TarInfo, "issparse", lambda self: False)
+    src = tmp_path / "sparse.tar"
+    src.write_bytes(_sparse_member_with_a_huge_stored_size())
+    outcome = {}
+
+    def target():
+        try:
+            if reader == "extract":
+                safe_extract(src, tmp_path / "out")
+            else:
+                read_members(src, ["sparse.bin"])
+        except Exception as exc:  # noqa: BLE001 - judged below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "reading the archive did not finish within 10 s"
+    assert isinstance(outcome.get("error"), FormatError), outcome
+    assert str(outcome["error"]).startswith(f"{src}: member 'sparse.bin' ")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_wanted_member_over_its_own_limit_is_not_read(tmp_path):
     src = tmp_path / "a.tar.gz"
     src.write_bytes(make_tar(ARCHIVE))
