@@ -22,7 +22,9 @@ Rules, in the order they are applied:
    :data:`TIFF_EXPANSION`), Huffman-coded JPEG data codes at most
    :data:`JPEG_MAX_PIXELS_PER_BYTE` pixels a byte, and background that no data
    codes (a GIF canvas around its frame, pixels a BMP RLE skips) is accepted up
-   to :data:`MAX_UNCOVERED_CANVAS_PIXELS`.  Running out of memory while
+   to :data:`MAX_UNCOVERED_CANVAS_PIXELS`, as is any WebP; a larger WebP may
+   claim at most :data:`WEBP_MAX_PIXELS_PER_BYTE` pixels a byte of file (a
+   policy: WebP itself has no bound).  Running out of memory while
    decoding is reported like an unreadable file.
 3. **EXIF orientation is applied** (the Orientation tag as
    :meth:`PIL.Image.Image.getexif` reads it, XMP ``tiff:Orientation`` included),
@@ -141,6 +143,14 @@ _ARITHMETIC_SOF = re.compile(rb"\xff[\xc9\xca\xcb\xcd\xce\xcf]")
 # the 8 bytes per pixel that decoding and converting hold, 32 MiB); larger ones
 # must be covered by their data.
 MAX_UNCOVERED_CANVAS_PIXELS = 1 << 22
+
+# WebP has no format bound (a one-symbol Huffman code of lossless WebP costs 0
+# bits), and Pillow allocates the whole canvas before it finds the data
+# corrupt.  A policy, like the canvas rule above: a WebP over
+# MAX_UNCOVERED_CANVAS_PIXELS may claim at most this many pixels per byte of
+# file -- deflate's 1032:1, where real photographs take about a byte for every
+# 5-50 pixels.
+WEBP_MAX_PIXELS_PER_BYTE = 1032
 
 # EXIF tag 0x0112 (Orientation) -> the transposition that shows the image
 # upright (the table of PIL.ImageOps.exif_transpose).
@@ -299,6 +309,11 @@ def _check_data(im, file_size: int) -> None:
             and width * height > MAX_UNCOVERED_CANVAS_PIXELS):
         raise Unreadable(f"canvas {width}x{height} is larger than its image data "
                          f"({covered} pixels) and over {MAX_UNCOVERED_CANVAS_PIXELS} pixels")
+    if (im.format == "WEBP" and width * height > MAX_UNCOVERED_CANVAS_PIXELS
+            and width * height > WEBP_MAX_PIXELS_PER_BYTE * file_size):
+        raise Unreadable(f"truncated or corrupt: a WebP of {width}x{height} pixels in "
+                         f"{file_size} bytes (over {MAX_UNCOVERED_CANVAS_PIXELS} pixels, "
+                         f"at most {WEBP_MAX_PIXELS_PER_BYTE} pixels a byte are accepted)")
 
 
 def _regular(path: str):

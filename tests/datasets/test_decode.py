@@ -461,6 +461,19 @@ def test_gif_canvas_far_larger_than_its_frame_is_refused(tmp_path, monkeypatch):
     assert decode_file(tmp_path / "ok.gif", "L").shape == (200, 300, 1)
 
 
+def test_webp_claiming_far_more_pixels_than_its_bytes_is_refused(tmp_path, monkeypatch):
+    # A flat lossless WebP: tiny for its size, so over the policy's ratio once over
+    # MAX_UNCOVERED_CANVAS_PIXELS (Pillow would allocate the canvas before decoding).
+    big = _write(tmp_path / "flat.webp", Image.new("RGB", (4100, 1100)), lossless=True)
+    assert 4100 * 1100 > 1032 * big.stat().st_size
+    allocated = _allocations(monkeypatch)
+    _refused(big, r"a WebP of 4100x1100 pixels in \d+ bytes")()
+    assert allocated == []
+    # under MAX_UNCOVERED_CANVAS_PIXELS any WebP is decoded
+    small = _write(tmp_path / "small.webp", Image.new("RGB", (2000, 2000)), lossless=True)
+    assert decode_file(small, "L", (4, 4)).shape == (4, 4, 1)
+
+
 def test_images_at_the_compression_limits_still_decode(tmp_path):
     # Zeros deflate close to the 1032:1 limit; the stated bound must not refuse them.
     flat = _write(tmp_path / "flat.png", Image.new("L", (3000, 3000)), optimize=True)
