@@ -257,14 +257,16 @@ def _check_data(im, file_size: int) -> None:
     """
     covered = 0
     for tile in im.tile:
-        x0, y0, x1, y1 = tile.extents
+        # (decoder name, extents, offset, args): a plain tuple before Pillow 11,
+        # a named one since
+        codec, extents, offset, args = tuple(tile)[:4]
+        x0, y0, x1, y1 = extents
         w, h = max(0, x1 - x0), max(0, y1 - y0)
         covered += w * h
         if not w * h:
             continue
-        have = max(0, file_size - (tile.offset or 0))
-        args = tile.args
-        if tile.codec_name == "raw":
+        have = max(0, file_size - (offset or 0))
+        if codec == "raw":
             rawmode = args[0] if isinstance(args, tuple) else args
             row = (w * _bits_lower_bound(rawmode) + 7) // 8
             stride = args[1] if isinstance(args, tuple) and len(args) > 1 else 0
@@ -273,18 +275,18 @@ def _check_data(im, file_size: int) -> None:
             if need > have:
                 raise Unreadable(f"truncated: {w}x{h} pixels need {need} bytes of raw "
                                  f"data, file has {have}")
-        elif tile.codec_name == "jpeg":
+        elif codec == "jpeg":
             if w * h > JPEG_MAX_PIXELS_PER_BYTE * have and not _arithmetic_jpeg(im):
                 raise Unreadable(f"truncated or corrupt: {w}x{h} pixels are more than the "
                                  f"{have} bytes of JPEG data can code (at most "
                                  f"{JPEG_MAX_PIXELS_PER_BYTE} pixels a byte)")
-        elif tile.codec_name == "bmp_rle":
+        elif codec == "bmp_rle":
             if w * h > max(BMP_RLE_PIXELS_PER_BYTE * have, MAX_UNCOVERED_CANVAS_PIXELS):
                 raise Unreadable(f"truncated or corrupt: {w}x{h} pixels, more than the {have} "
                                  f"bytes of RLE data can code (at most "
                                  f"{BMP_RLE_PIXELS_PER_BYTE} pixels a byte) and over "
                                  f"{MAX_UNCOVERED_CANVAS_PIXELS} pixels")
-        elif (tile.codec_name == "libtiff"
+        elif (codec == "libtiff"
               and getattr(im, "_compression", None) in TIFF_EXPANSION):
             ratio = TIFF_EXPANSION[im._compression]
             rawmode = args[0] if isinstance(args, tuple) and args else ""
@@ -293,16 +295,16 @@ def _check_data(im, file_size: int) -> None:
                 raise Unreadable(f"truncated or corrupt: {w}x{h} pixels need {need} decoded "
                                  f"bytes, more than the {have} bytes of {im._compression} TIFF "
                                  f"data can hold (at most {ratio}:1)")
-        elif tile.codec_name in MAX_EXPANSION:
-            ratio = MAX_EXPANSION[tile.codec_name]
-            if tile.codec_name == "zip":  # a filter byte per row, then the packed pixels
+        elif codec in MAX_EXPANSION:
+            ratio = MAX_EXPANSION[codec]
+            if codec == "zip":  # a filter byte per row, then the packed pixels
                 need = h * (1 + (w * _bits_lower_bound(args if isinstance(args, str)
                                                        else args[0]) + 7) // 8)
             else:  # GIF: one palette index per pixel
                 need = w * h
             if need > ratio * have:
                 raise Unreadable(f"truncated or corrupt: {w}x{h} pixels need {need} decoded "
-                                 f"bytes, more than the {have} bytes of {tile.codec_name} data "
+                                 f"bytes, more than the {have} bytes of {codec} data "
                                  f"can hold (at most {ratio}:1)")
     width, height = im.size
     if (im.format == "GIF" and width * height > covered

@@ -542,7 +542,12 @@ def _rle8_bmp(path, width, height, data=_SKIP_60_ROWS):
 def test_bmp_rle_skipping_more_pixels_than_allowed_is_refused(tmp_path, monkeypatch):
     # every pixel skipped: background (index 0)
     small = _rle8_bmp(tmp_path / "small.bmp", 100, 60)
-    assert decode_file(small, "L").shape == (60, 100, 1) and decode_file(small, "L").max() == 0
+    try:
+        out = decode_file(small, "L")
+    except ImageError as exc:  # Pillow < 11 decodes no RLE stream made of skips alone
+        assert "not enough image data" in str(exc) and "RLE data can code" not in str(exc)
+    else:
+        assert out.shape == (60, 100, 1) and out.max() == 0
     big = _rle8_bmp(tmp_path / "big.bmp", 4000, 2000)
     allocated = _allocations(monkeypatch)
     _refused(big, r"4000x2000 pixels, more than the 6 bytes of RLE data can code")()
