@@ -20,6 +20,7 @@ of members, the largest being CIFAR-100's python ``train`` batch (~155 MB).
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import lzma
 import os
@@ -159,10 +160,8 @@ class _Members:
     def close(self) -> None:
         for f in (getattr(self, "tar", None), getattr(self, "_stream", None), self._file):
             if f is not None:
-                try:
+                with contextlib.suppress(*_CORRUPT):
                     f.close()
-                except _CORRUPT:
-                    pass
 
     def __enter__(self):
         return self
@@ -252,10 +251,8 @@ def _staging(dest: Path) -> tuple[Path, list[Path]]:
 
 def _remove_made(made: list[Path]) -> None:
     for folder in reversed(made):
-        try:
+        with contextlib.suppress(OSError):
             folder.rmdir()
-        except OSError:
-            pass
 
 
 def _commit(staged: Path, dest: Path) -> list[Path]:

@@ -179,8 +179,8 @@ def parse_python_batch(data: bytes, where: str | Path, label_key: str, n_classes
     Raises
     ------
     FormatError
-        Anything :func:`.restricted_pickle.load` refuses, or content that is not
-        a CIFAR batch (missing/extra entries, wrong types, counts that disagree
+        Anything the restricted unpickler (:mod:`.restricted_pickle`) refuses, or
+        content that is not a CIFAR batch (missing/extra entries, wrong types, counts that disagree
         or exceed ``max_records``, labels out of range).  No other exception
         escapes for any ``data``.
     """
