@@ -40,7 +40,7 @@ from .._files import open_regular
 from ..errors import ConfigError, DatasetError, FormatError
 from .base import Dataset, check_options, stratified_split
 
-__all__ = ["read_arrays", "load_arrays", "MAX_INFLATE_RATIO"]
+__all__ = ["read_arrays", "load_arrays", "read_npy_header", "MAX_INFLATE_RATIO"]
 
 SPLIT_KEYS = ("X_train", "y_train", "X_test", "y_test")
 #: Every array name the loader reads; other members of an archive are never decompressed.
@@ -118,8 +118,9 @@ def _check_text(array: np.ndarray, where: str) -> None:
                           f"Unicode (e.g. {int(codes[bad][0]):#x})")
 
 
-def _read_npy(f: BinaryIO, size: int, where: str) -> np.ndarray:
-    """Parse one .npy stream of ``size`` bytes, checking its header before allocating.
+def read_npy_header(f: BinaryIO, size: int, where: str
+                    ) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Parse and check one .npy header, reading nothing past it.
 
     Parameters
     ----------
@@ -131,13 +132,19 @@ def _read_npy(f: BinaryIO, size: int, where: str) -> np.ndarray:
 
     Returns
     -------
-    ndarray of the header's shape and dtype.
+    shape : tuple of int
+    fortran_order : bool
+    dtype : numpy.dtype
+        Numeric or string, never object or structured.
+    offset : int
+        Bytes before the data (magic, version, header); the data are exactly
+        ``size - offset`` bytes, ``prod(shape) * dtype.itemsize``.
 
     Raises
     ------
     FormatError
-        Not a .npy stream, an unsupported version or dtype, a shape whose bytes
-        differ from those present, or data that end early.
+        Not a .npy stream, an unsupported version or dtype, or a shape whose
+        bytes differ from those present (a truncated or padded file).
     """
     counted = _Counting(f)
     try:
@@ -169,12 +176,37 @@ def _read_npy(f: BinaryIO, size: int, where: str) -> np.ndarray:
     # non-zero dimensions overflow a signed pointer-sized integer).
     if math.prod(max(d, 1) for d in shape) * dtype.itemsize > np.iinfo(np.intp).max:
         raise FormatError(f"{where}: header claims shape {shape}, too large for any array")
-    count = math.prod(shape)
-    n_bytes = count * dtype.itemsize
+    n_bytes = math.prod(shape) * dtype.itemsize
     present = size - counted.n_read
     if n_bytes != present:
         raise FormatError(f"{where}: header claims shape {shape} of {dtype} ({n_bytes} bytes) "
                           f"but {present} bytes of data are present")
+    return tuple(shape), bool(fortran_order), dtype, counted.n_read
+
+
+def _read_npy(f: BinaryIO, size: int, where: str) -> np.ndarray:
+    """Parse one .npy stream of ``size`` bytes, checking its header before allocating.
+
+    Parameters
+    ----------
+    f : binary stream positioned at the magic string
+    size : int
+        Bytes the stream holds (the file size, or the zip member's ``file_size``).
+    where : str
+        The file (and member) for messages.
+
+    Returns
+    -------
+    ndarray of the header's shape and dtype.
+
+    Raises
+    ------
+    FormatError
+        As :func:`read_npy_header`, or data that end early.
+    """
+    shape, fortran_order, dtype, _ = read_npy_header(f, size, where)
+    count = math.prod(shape)
+    n_bytes = count * dtype.itemsize
     array = np.empty(count, dtype=dtype)
     buffer = memoryview(array.view(np.uint8))
     filled = 0
