@@ -56,7 +56,9 @@ Rules, in the order they are applied:
    work for a photo that is shrunk anyway.
 
 :func:`decode_file` is the single-file entry point (an array, or
-:class:`~imgcls.errors.ImageError` naming the file and the cause);
+:class:`~imgcls.errors.ImageError` naming the file and the cause), and
+:func:`decode_bytes` the same for a file's content already in memory (an
+upload to ``imgcls serve``: request data never becomes a path);
 :func:`decode_chunk` decodes many files into blocks, the unit of work of the
 pools in :mod:`imgcls.datasets.folder`; :func:`header_sizes` reads only the
 headers, so that a folder's sizes can be compared before a large buffer is
@@ -76,7 +78,8 @@ from PIL import Image
 from .._files import open_regular
 from ..errors import ConfigError, ImageError
 
-__all__ = ["MODES", "FORMATS", "UNREADABLE", "decode_file", "decode_chunk", "header_sizes"]
+__all__ = ["MODES", "FORMATS", "UNREADABLE", "decode_file", "decode_bytes", "decode_chunk",
+           "header_sizes"]
 
 MODES = {"RGB": 3, "L": 1}
 
@@ -470,18 +473,55 @@ def decode_file(path: str | os.PathLike, mode: str = "RGB", size: tuple[int, int
     ConfigError
         ``mode`` or ``size`` is not one of the above.
     """
+    _check_mode_size(mode, size)
+    return _decode_from(lambda: _regular(str(path)), str(path), mode, size, max_pixels)
+
+
+def decode_bytes(data: bytes, mode: str = "RGB", size: tuple[int, int] | None = None,
+                 max_pixels: int | None = None, name: str = "image") -> np.ndarray:
+    """Decode one image held in memory (e.g. an upload) under the rules of :func:`decode_file`.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file's content; nothing touches the file system.
+    mode, size, max_pixels
+        As for :func:`decode_file`.
+    name : str
+        What the error message calls the image (e.g. an upload's field and index).
+
+    Returns
+    -------
+    image : ndarray of shape (H, W, C) uint8
+
+    Raises
+    ------
+    ImageError
+        As :func:`decode_file` (bar the file-system causes), naming ``name``.
+    ConfigError
+        ``mode`` or ``size`` is not valid.
+    """
+    _check_mode_size(mode, size)
+    return _decode_from(lambda: io.BytesIO(data), name, mode, size, max_pixels)
+
+
+def _check_mode_size(mode, size) -> None:
     if mode not in MODES:
         raise ConfigError(f"mode must be 'RGB' or 'L', got {mode!r}")
     if size is not None and not (len(size) == 2 and all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
         raise ConfigError(f"size must be (height, width) positive ints or None, got {size!r}")
+
+
+def _decode_from(opener, name: str, mode: str, size, max_pixels) -> np.ndarray:
+    """The one image ``opener()`` gives (a file object), decoded; errors name ``name``."""
     try:
-        with _regular(str(path)) as f, _open(f, max_pixels) as im:
+        with opener() as f, _open(f, max_pixels) as im:
             out = np.asarray(_decode(im, mode, size), dtype=np.uint8)
     except Unreadable as exc:
-        raise ImageError(f"{path}: {exc.reason}") from None
+        raise ImageError(f"{name}: {exc.reason}") from None
     except (*UNREADABLE, MemoryError) as exc:
-        raise ImageError(f"{path}: {_reason(exc)}") from None
+        raise ImageError(f"{name}: {_reason(exc)}") from None
     return out.reshape(out.shape[0], out.shape[1], MODES[mode])
 
 
