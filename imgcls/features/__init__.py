@@ -1,0 +1,21 @@
+"""Image features for the classifiers: scikit-learn transformers, images in, float32 rows out.
+
+* :class:`Pixels` -- the raw pixels, the lecture's baseline;
+* :class:`HOG` -- histograms of oriented gradients (Dalal and Triggs), equal to
+  scikit-image's ``hog`` on the same settings;
+* :class:`ColorHistogram` -- the course's hue histogram in HSV;
+* :class:`KMeansFeatures` -- single-layer k-means features (Coates, Lee and Ng, 2011);
+* :class:`FeatureUnion` / :func:`make_features` -- feature sets side by side, by
+  name (``"hog+color"``).
+
+Each takes ``uint8`` images (n, H, W, C) or (n, H, W) and returns float32
+features in memory-bounded batches.
+"""
+
+from __future__ import annotations
+
+from .color import ColorHistogram
+from .hog import HOG
+from .pixels import Pixels
+
+__all__ = ["Pixels", "HOG", "ColorHistogram"]
