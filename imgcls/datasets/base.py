@@ -29,7 +29,9 @@ class Dataset:
     name : str
         The name it was loaded under, e.g. ``"mnist"`` or ``"folder:/data/pets"``.
     X_train : ndarray of shape (n_train, H, W, C) uint8, or (n_train, d) float
-        Images (``uint8``, channels last) or precomputed features (``npz:`` only).
+        Images (``uint8``, channels last) or precomputed features (``npz:``,
+        ``features:``; ``features:`` gives a read-only ``numpy.memmap``, or a
+        :class:`~imgcls.datasets.features.ShardedArray` for shards).
     y_train : ndarray of shape (n_train,) int64
         Class indices in ``0..n_classes-1``.
     X_test : ndarray of shape (n_test, H, W, C) or (n_test, d)
@@ -165,6 +167,10 @@ DATASETS: dict[str, DatasetSpec] = _table(
     DatasetSpec("npz", "imgcls.datasets.arrays", "load_arrays",
                 "precomputed arrays (e.g. embeddings) in a .npz file or a folder of .npy "
                 "files: X_train/y_train/X_test/y_test or X/y", prefix=True),
+    DatasetSpec("features", "imgcls.datasets.features", "load_features",
+                "large feature sets, memory-mapped: a folder of X_train/y_train/X_test/"
+                "y_test .npy (or X_train-00000.npy shards), float32/float16/uint8",
+                prefix=True),
 )
 
 
@@ -175,7 +181,7 @@ def list_datasets() -> list[str]:
     -------
     list of str
         e.g. ``["digits", "mnist", "fashion-mnist", "cifar10", "cifar100",
-        "folder:PATH", "npz:PATH"]``.
+        "folder:PATH", "npz:PATH", "features:PATH"]``.
     """
     return [f"{s.name}:PATH" if s.prefix else s.name for s in DATASETS.values()]
 
@@ -211,7 +217,8 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Fal
     ----------
     name : str
         One of :func:`list_datasets`: ``digits``, ``mnist``, ``fashion-mnist``,
-        ``cifar10``, ``cifar100``, ``folder:PATH`` or ``npz:PATH``.
+        ``cifar10``, ``cifar100``, ``folder:PATH``, ``npz:PATH`` or
+        ``features:PATH`` (memory-mapped, see :mod:`imgcls.datasets.features`).
     root : str or Path, optional
         The folder holding the data set's files (e.g. the four MNIST ``.gz``
         files).  Default: ``$IMGCLS_DATA/<name>``, else the user cache dir

@@ -18,7 +18,7 @@ def _ds(**kw):
 
 def test_list_datasets_names_every_family():
     assert list_datasets() == ["digits", "mnist", "fashion-mnist", "cifar10", "cifar100",
-                               "folder:PATH", "npz:PATH"]
+                               "folder:PATH", "npz:PATH", "features:PATH"]
 
 
 def test_public_names_are_lazy_attributes_of_imgcls():

@@ -15,9 +15,10 @@ from imgcls.datasets import base, dataset_info, list_datasets
 from imgcls.errors import ConfigError
 
 EXPECTED_ORDER = ["digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "folder:PATH",
-                  "npz:PATH"]
+                  "npz:PATH", "features:PATH"]
 LOADER_MODULES = ["imgcls.datasets.digits", "imgcls.datasets.mnist", "imgcls.datasets.cifar",
-                  "imgcls.datasets.folder", "imgcls.datasets.arrays", "imgcls.datasets._decode"]
+                  "imgcls.datasets.folder", "imgcls.datasets.arrays", "imgcls.datasets._decode",
+                  "imgcls.datasets.features"]
 
 
 def _fresh(code: str) -> None:
