@@ -50,6 +50,8 @@ KNN_CLASSES = 5
 LINEAR_CLASSES = 3
 #: Bound on every coordinate and weight, so that no product overflows float64.
 MAX_ABS = 1e6
+#: Points per preset data set: enough for clear regions, few enough to click.
+PRESET_POINTS = 60
 #: Bounds on the step size and the L2 strength.
 MAX_LEARNING_RATE = 10.0
 MAX_REG = 10.0
@@ -204,6 +206,17 @@ def linear_steps(W, b, X, y, steps, learning_rate, reg, loss):
         _, dW, db = loss_fn(W, b, X, y, reg)
         opt.step([W, b], [dW, db], learning_rate)
     return W, b
+
+
+@router.get("/v1/demo/presets", tags=["demos"], summary="The lecture's 2-D toy data sets")
+def demo_presets():
+    """``{"presets": {name: {"points": [[x, y], ...], "labels": [int, ...]}}}`` from
+    :func:`imgcls.plots.toy_datasets` (XOR, ring, three modes, blobs), in about
+    ``[-1.2, 1.2]^2``."""
+    from ..plots.toy import toy_datasets
+
+    return {"presets": {name: {"points": X.round(4).tolist(), "labels": y.tolist()}
+                        for name, (X, y) in toy_datasets(seed=0, n_samples=PRESET_POINTS).items()}}
 
 
 @router.post("/v1/demo/knn", tags=["demos"], summary="kNN decision regions of 2-D points")
