@@ -141,10 +141,10 @@ def check_grid_points(estimator, points: Iterable[Mapping[str, Any]], *,
 #: Most axes of one sample's shape: numpy 1.x arrays have at most 32 axes
 #: (NPY_MAXDIMS), and ``templates_`` adds the class axis in front.
 MAX_IMAGE_AXES = 31
-#: Bytes of a float array checked at a time for NaN/inf (16 MiB): the check
+#: Bytes of a float array checked at a time for NaN/inf (4 MiB): the check
 #: holds one integer buffer of this size, never a copy or boolean mask of a
 #: whole (possibly memory-mapped) training set.
-FINITE_BLOCK_BYTES = 1 << 24
+FINITE_BLOCK_BYTES = 1 << 22
 #: IEEE 754 binary16/32/64 by item size: the unsigned view, the mask that drops
 #: the sign bit, and the smallest masked value with every exponent bit set
 #: (infinity; anything above it is NaN).  Comparing integers is several times

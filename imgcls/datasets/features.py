@@ -261,10 +261,13 @@ def map_npy(path: str | os.PathLike) -> np.ndarray:
         if math.prod(shape) == 0:
             return np.empty(shape, dtype=dtype, order="F" if fortran else "C")
         try:
-            return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape,
-                             order="F" if fortran else "C")
+            mapped = np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape,
+                               order="F" if fortran else "C")
         except (OSError, ValueError) as exc:
             raise DatasetError(f"{where}: cannot memory-map ({exc})") from None
+    # opened by descriptor (open_regular), so numpy does not know the name
+    mapped.filename = os.path.abspath(path)
+    return mapped
 
 
 def _listing(folder: Path) -> dict[tuple[str, str], dict[int | None, Path]]:
