@@ -5,8 +5,7 @@
   scikit-image's ``hog`` on the same settings;
 * :class:`ColorHistogram` -- the course's hue histogram in HSV;
 * :class:`KMeansFeatures` -- single-layer k-means features (Coates, Lee and Ng, 2011);
-* :class:`FeatureUnion` / :func:`make_features` -- feature sets side by side, by
-  name (``"hog+color"``).
+* :func:`make_features` -- feature sets by name, side by side (``"hog+color"``).
 
 Each takes ``uint8`` images (n, H, W, C) or (n, H, W) and returns float32
 features in memory-bounded batches.
@@ -16,6 +15,9 @@ from __future__ import annotations
 
 from .color import ColorHistogram
 from .hog import HOG
+from .kmeans import KMeansFeatures
 from .pixels import Pixels
+from .union import FEATURES, feature_names, make_features
 
-__all__ = ["Pixels", "HOG", "ColorHistogram"]
+__all__ = ["Pixels", "HOG", "ColorHistogram", "KMeansFeatures", "make_features",
+           "feature_names", "FEATURES"]
