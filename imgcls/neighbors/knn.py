@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from ..config import MAX_WORKING_MEMORY
 from .._validation import CLASSIFIER_ATTRIBUTES, Array, Interval, Schema, flatten_images
+from . import ann
 from .search import METRICS, knn_search
 from .vote import WEIGHTS, vote_rank, vote_scores
 
@@ -28,6 +29,12 @@ def _k_within_training_set(attrs, dims, params):
         return "X_fit_", (f"holds {dims['n_samples']} training rows, fewer than k={k} "
                           f"neighbours")
     return None
+
+
+def _nlist_within_training_set(attrs, dims, params):
+    """Data-dependent rule: IVF needs at least one training row per inverted list."""
+    problem = ann.nlist_problem(params, dims["n_samples"])
+    return None if problem is None else ("X_fit_", problem)
 
 
 class KNearestNeighbor(ClassifierMixin, BaseEstimator):
@@ -55,6 +62,30 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         ``imgcls.get_config()["working_memory"]``.
     n_jobs : int, optional
         Threads for the search; None or -1 uses all cores.
+    algorithm : {"exact", "ivf", "hnsw"}, default="exact"
+        ``"exact"``: the exact search.  ``"ivf"`` (inverted lists) and ``"hnsw"``
+        (a navigable small-world graph): approximate search through faiss
+        (``pip install imgcls[ann]``), for metric ``"l2"`` or ``"cosine"``; the
+        distances of the neighbours found are exact, but a true neighbour may be
+        missed (measure it with :func:`imgcls.metrics.recall_at_k`).  The index
+        is built on the first search and rebuilt after loading a model file
+        (see :mod:`imgcls.neighbors.ann`).
+    nlist : int, optional
+        ``"ivf"``: inverted lists (k-means cells), at most the training rows;
+        None: ``4 sqrt(n_train)``.
+    nprobe : int, default=16
+        ``"ivf"``: lists searched per query (more: slower, higher recall;
+        ``nprobe >= nlist`` searches every list, i.e. exactly).
+    hnsw_m : int, default=32
+        ``"hnsw"``: links per node of the graph.
+    ef_search : int, default=64
+        ``"hnsw"``: candidate list length while searching (more: slower, higher recall).
+    ef_construction : int, default=64
+        ``"hnsw"``: candidate list length while building the graph.
+    random_state : int or None, default=0
+        ``"ivf"``: seed of the k-means sample and initialisation, so that the
+        index (and every answer) is identical after a model file is loaded.
+        None: a fresh seed each time the index is built.
 
     Attributes
     ----------
@@ -87,6 +118,13 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         # any non-zero count: -1 means every core, -2 all but one (joblib's convention)
         "n_jobs": [Interval(Integral, None, -1, closed="right"),
                    Interval(Integral, 1, None, closed="left"), None],
+        "algorithm": [StrOptions(set(ann.ALGORITHMS))],
+        "nlist": [Interval(Integral, 1, None, closed="left"), None],
+        "nprobe": [Interval(Integral, 1, None, closed="left")],
+        "hnsw_m": [Interval(Integral, 2, ann.MAX_HNSW_M, closed="both")],
+        "ef_search": [Interval(Integral, 1, ann.MAX_EF, closed="both")],
+        "ef_construction": [Interval(Integral, 1, ann.MAX_EF, closed="both")],
+        "random_state": [Interval(Integral, 0, 2**31 - 1, closed="both"), None],
     }
 
     #: What a fitted model holds; checked by :func:`imgcls._validation.validate_learned_attributes`
@@ -99,16 +137,24 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
                             finite=True),
             "y_fit_": Array(("n_samples",), dtypes=("int64",), below="n_classes"),
         },
-        rules=(_k_within_training_set,))
+        rules=(_k_within_training_set, _nlist_within_training_set))
 
     def __init__(self, k=1, metric="l1", weights="uniform", temperature=0.07,
-                 working_memory=None, n_jobs=None):
+                 working_memory=None, n_jobs=None, algorithm="exact", nlist=None, nprobe=16,
+                 hnsw_m=32, ef_search=64, ef_construction=64, random_state=0):
         self.k = k
         self.metric = metric
         self.weights = weights
         self.temperature = temperature
         self.working_memory = working_memory
         self.n_jobs = n_jobs
+        self.algorithm = algorithm
+        self.nlist = nlist
+        self.nprobe = nprobe
+        self.hnsw_m = hnsw_m
+        self.ef_search = ef_search
+        self.ef_construction = ef_construction
+        self.random_state = random_state
 
     # ------------------------------------------------------------ checks ---
     def _check_k(self, k, n_train, loo=False):
@@ -142,6 +188,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
                            estimator=self)
         check_classification_targets(y2)
         self._check_k(int(self.k), X2.shape[0])
+        ann.check_fit(self, X2.shape[0])
         classes, y_idx = np.unique(y2, return_inverse=True)
         # all checks passed: only now touch the estimator
         validate_data(self, X_in, skip_check_array=True, reset=True)
@@ -178,7 +225,11 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
             raise ValueError(f"n_neighbors must be an integer >= 1, got {k!r}")
         k = int(k)
         Xt = self.X_fit_
-        if X is None:
+        if self.algorithm != "exact":
+            Xq = None if X is None else self._validate_X(X)
+            self._check_k(k, Xt.shape[0], loo=X is None)
+            dist, ind = ann.kneighbors(self, Xt if X is None else Xq, k, exclude_self=X is None)
+        elif X is None:
             self._check_k(k, Xt.shape[0], loo=True)
             dist, ind = knn_search(Xt, Xt, k, self.metric, self.working_memory,
                                    exclude_self=True, n_jobs=self.n_jobs)
@@ -248,6 +299,7 @@ class NearestNeighbor(KNearestNeighbor):
     metric = "l1"
     weights = "uniform"
     temperature = 0.07
+    algorithm = "exact"
 
     _parameter_constraints = {p: KNearestNeighbor._parameter_constraints[p]
                               for p in ("working_memory", "n_jobs")}
