@@ -52,6 +52,14 @@ What the checks protect against
   valid file may still hold weights chosen to mislead.  Use a key to know who
   made it.
 
+Large models
+------------
+Saving streams every tensor to the file in blocks (a memory-mapped training
+set, or a :class:`~imgcls.datasets.features.ShardedArray`, is never gathered
+in memory), and ``load`` memory-maps tensors of at least
+:data:`MMAP_MIN_BYTES` (``mmap=True``/``False`` to force), hashing the payload
+from the file in blocks; see :mod:`imgcls.io.tensorfile`.
+
 Every problem with a file raises :class:`~imgcls.errors.ModelFileError`
 whose one-line message names the file and the cause.
 """
@@ -72,15 +80,18 @@ from .._files import open_regular
 from .._validation import validate_learned_attributes
 from .._version import __version__
 from ..errors import ModelFileError
-from .atomic import write_bytes_atomic
-from .codec import DecodeError, EncodeError, decode, encode, is_tensor, tensor_sha256
+from .atomic import atomic_write
+from .codec import (TENSOR_DTYPES, DecodeError, EncodeError, decode, encode, is_tensor,
+                    tensor_sha256)
 from .jsonbounds import bounded_loads
 from .registry import BUILTIN_ESTIMATORS, allowed_names, resolve_estimator
 from .signature import (MIN_KEY_BYTES, SIGNATURE_KEY, SIGNATURE_PREFIX, sign, signing_key,
                         verify_signature)
-from .tensorfile import MAX_NDIM, fail, parse_json, read_header, read_tensors
+from .tensorfile import (MAX_NDIM, fail, file_sha256, map_tensors, parse_json, read_header,
+                         read_tensors, stream_sha256, write_safetensors)
 
-__all__ = ["save", "load", "read_metadata", "FORMAT_NAME", "FORMAT_VERSION", "MIN_KEY_BYTES"]
+__all__ = ["save", "load", "read_metadata", "FORMAT_NAME", "FORMAT_VERSION", "MIN_KEY_BYTES",
+           "MMAP_MIN_BYTES"]
 
 FORMAT_NAME = "imgcls-model"
 #: The newest format this imgcls writes and reads.  Bump on incompatible changes.
@@ -92,6 +103,19 @@ _META_KEY = "imgcls"
 _DOC_MAX_DEPTH = 128
 # learned attributes describing the input transformation, listed in "preprocessing"
 _PREPROCESSING_ATTRS = ("mean_", "scale_", "std_", "center_", "min_", "max_")
+#: ``load(..., mmap=None)`` memory-maps every tensor of at least this many bytes
+#: (64 MiB): a kNN model's training set (60,000 MNIST images are 47 MB), not its
+#: labels or a linear model's weights, which are read into memory as before.
+MMAP_MIN_BYTES = 64 << 20
+
+
+def _is_sharded(value: Any) -> bool:
+    """A :class:`~imgcls.datasets.features.ShardedArray` (saved as one tensor, in blocks)."""
+    if not hasattr(value, "iter_blocks"):
+        return False
+    from ..datasets.features import ShardedArray  # imported only when one may be saved
+
+    return isinstance(value, ShardedArray) and value.dtype.name in TENSOR_DTYPES
 
 
 # ----------------------------------------------------------------------------- save
@@ -257,12 +281,11 @@ def save(model: Any, path: str | os.PathLike, *, classes: Any = None,
     tensors: dict[str, np.ndarray] = {}
     table: dict[str, Any] = {}
     for attr, value in sorted(attrs.items()):
-        if is_tensor(value):
-            # native byte order, C order: what safetensors writes and the hash reads
-            # (np.asarray keeps a 0-d array 0-d; ascontiguousarray would make it 1-d)
-            arr = np.asarray(value, dtype=value.dtype.newbyteorder("="), order="C")
-            tensors[attr] = arr
-            table[attr] = {"tensor": {"dtype": arr.dtype.name, "shape": list(arr.shape)}}
+        if is_tensor(value) or (not isinstance(value, np.ndarray) and _is_sharded(value)):
+            # kept as they are (a memmap is not read into memory): the hash and the
+            # writer stream each one in C-order little-endian blocks
+            tensors[attr] = value
+            table[attr] = {"tensor": {"dtype": value.dtype.name, "shape": list(value.shape)}}
         else:
             try:
                 table[attr] = {"json": encode(value, attr)}
@@ -285,11 +308,9 @@ def save(model: Any, path: str | os.PathLike, *, classes: Any = None,
         "preprocessing": dict(preprocessing) if preprocessing is not None
         else _describe_preprocessing(model, attrs),
         "attributes": table,
-        "payload_sha256": tensor_sha256(tensors),
+        "payload_sha256": stream_sha256(tensors),
     }
     doc["metadata_sha256"] = _metadata_hash(doc)
-
-    from safetensors.numpy import save as st_save
 
     text = json.dumps(doc, allow_nan=False)
     _check_loads_back(name, text, doc)
@@ -297,8 +318,9 @@ def save(model: Any, path: str | os.PathLike, *, classes: Any = None,
     if mac_key is not None:
         metadata[SIGNATURE_KEY] = SIGNATURE_PREFIX + sign(
             mac_key, doc["metadata_sha256"], doc["payload_sha256"])
-    data = st_save(tensors, metadata=metadata)
-    return write_bytes_atomic(path, data, what="model file")
+    with atomic_write(path, what="model file") as f:
+        write_safetensors(f, tensors, metadata)
+    return path
 
 
 # ----------------------------------------------------------------------------- load
@@ -481,8 +503,16 @@ def _stored_class_names(path: Path, doc: Mapping[str, Any], attrs: Mapping[str, 
     return list(names)
 
 
+def _mapped(entries: list, mmap: bool | None) -> list:
+    """The tensor entries ``load`` memory-maps for this ``mmap`` setting."""
+    if mmap is False or not np.little_endian:
+        return []
+    least = 1 if mmap else MMAP_MIN_BYTES
+    return [t for t in entries if t.shape and t.end - t.start >= least]
+
+
 def load(path: str | os.PathLike, *, key: bytes | str | None = None,
-         registry: Mapping[str, type] | None = None) -> Any:
+         registry: Mapping[str, type] | None = None, mmap: bool | None = None) -> Any:
     """Load a model saved with :func:`save`.
 
     Parameters
@@ -495,6 +525,15 @@ def load(path: str | os.PathLike, *, key: bytes | str | None = None,
         files load alike and only their integrity is checked.
     registry : dict of str -> type, optional
         Extra allowed classes for this call (tests, plug-ins).
+    mmap : bool or None, default None
+        Memory-map tensors instead of reading them: None maps those of at
+        least :data:`MMAP_MIN_BYTES` (64 MiB; e.g. a large kNN training set,
+        which then loads without being read into memory), True every
+        non-empty tensor, False none.  A mapped tensor is a read-only
+        ``numpy.memmap`` of the file's data; the payload SHA-256 is then
+        computed from the file in blocks, and the learned-attribute checks
+        (e.g. NaN/inf) read it in blocks, so memory stays small.  On a
+        big-endian machine tensors are always read (the file is little-endian).
 
     Returns
     -------
@@ -516,17 +555,26 @@ def load(path: str | os.PathLike, *, key: bytes | str | None = None,
         is unsigned or its signature does not match.  The message names the
         file and the cause.
     ValueError
-        ``key`` is not bytes/str or shorter than :data:`MIN_KEY_BYTES` bytes.
+        ``key`` is not bytes/str or shorter than :data:`MIN_KEY_BYTES` bytes,
+        or ``mmap`` is not True, False or None.
     """
     path = Path(path)
     mac_key = signing_key(key)
+    if mmap is not None and not isinstance(mmap, (bool, np.bool_)):
+        raise ValueError(f"mmap: must be True, False or None, got {mmap!r}")
     with open_regular(path, error=ModelFileError, what="model file") as f:
         header, entries, data_start = read_header(path, f)
         doc = _document(path, header)
         if mac_key is not None:
             verify_signature(path, header, doc, mac_key)
-        tensors = read_tensors(path, f, entries, data_start)
-    if tensor_sha256(tensors) != doc.get("payload_sha256"):
+        mapped = _mapped(entries, mmap)
+        tensors = read_tensors(path, f, [t for t in entries if t not in mapped], data_start)
+        if mapped:
+            tensors.update(map_tensors(path, f, mapped, data_start))
+            digest = file_sha256(path, f, entries, data_start)
+    if not mapped:
+        digest = tensor_sha256(tensors)
+    if digest != doc.get("payload_sha256"):
         raise fail(path, "the tensor data was modified or damaged (SHA-256 mismatch)")
     attrs = _decode_attributes(path, doc, tensors)
     model = _build(path, doc, registry)
