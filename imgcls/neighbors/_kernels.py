@@ -1,7 +1,9 @@
 """Numba kernels of the exact neighbour search.
 
-Four kernels, each compiled lazily on first use and cached on disk
-(``cache=True``), so a fresh process pays the compile time once per dtype:
+The kernels are compiled lazily on first use and cached on disk
+(``cache=True``), so a fresh process pays the compile time once per dtype.
+numba cannot read float16 arrays: the search hands float16 training rows to
+these kernels as float32 blocks (the conversion is exact).
 
 ``l1_topk_u8``
     L1 on ``uint8`` rows, exact in integers.  The inner loop is written so that
@@ -21,6 +23,13 @@ Four kernels, each compiled lazily on first use and cached on disk
 ``pair_dist``
     The float64 distance of given (query, candidate) pairs: the exact recompute
     of those candidates.
+``u8_rows_topk`` and ``rows_topk``
+    The few-queries path (e.g. one query): the same exact distances as
+    ``l1_topk_u8`` (L1), an integer sum of squared differences (squared L2 on
+    ``uint8``, exact: ``_ssd4`` below) and ``direct_topk`` (float input,
+    cosine), but parallel over chunks of *training* rows, since one query
+    gives a query-parallel kernel a single thread.  Each chunk keeps its own
+    k best per query; the chunks are merged in index order.
 
 All top-k kernels scan the training rows in increasing index order and insert a
 new candidate only when it is *strictly* closer than the current k-th, so equal
@@ -28,9 +37,9 @@ distances keep the smaller training index first: rows come out sorted by
 (distance, index) with no separate tie-breaking pass.  Per query they keep only
 ``k`` (distance, index) pairs; no query-by-training matrix is ever built.
 
-The search kernels work in parallel over tiles of queries (``prange``) inside
-a serial loop over blocks of training rows, so one block (about 1.5 MiB) stays
-in each core's L2 cache while all queries stream past it.
+The many-queries kernels work in parallel over tiles of queries (``prange``)
+inside a serial loop over blocks of training rows, so one block (about 1.5 MiB)
+stays in each core's L2 cache while all queries stream past it.
 """
 
 from __future__ import annotations
@@ -127,6 +136,70 @@ def _sad4(typingctx, a0, a1, a2, a3, b, n):
             packed = builder.add(builder.load(accs[r]), builder.shl(builder.load(accs[r + 1]), shift))
             tot = builder.call(red, [packed])
             out += [builder.and_(tot, mask), builder.lshr(tot, ir.Constant(i64, 32))]
+        return context.make_tuple(builder, signature.return_type, out)
+
+    return sig, codegen
+
+
+# Squared L2 on bytes: the x86 multiply-add of 16-bit pairs (pmaddwd) squares
+# the differences of two bytes (widened to 16 bits, |diff| <= 255) and adds
+# neighbouring pairs into 32-bit lanes, exactly.  Bytes per step: 32 (AVX-512BW),
+# 16 (AVX2), 8 (SSE2), 0 (not x86: the kernel's scalar loop is used).
+SSD_STEP = SAD_WIDTH // 2
+# the 32-bit lanes hold at most 255^2 * n in total: n <= 2^15 keeps it below 2^31
+MAX_SSD_BYTES = 2**15
+_MADD_NAMES = {32: "llvm.x86.avx512.pmaddw.d.512", 16: "llvm.x86.avx2.pmadd.wd",
+               8: "llvm.x86.sse2.pmadd.wd"}
+
+
+@intrinsic
+def _ssd4(typingctx, a0, a1, a2, a3, b, n):
+    """Exact sums of (a_r[c] - b[c])^2 over c < n for four uint8 rows.
+
+    ``n`` must be a multiple of 16 and at most ``MAX_SSD_BYTES``.
+    """
+    sig = types.UniTuple(types.int64, 4)(a0, a1, a2, a3, b, n)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        i16 = ir.IntType(16)
+        step = SSD_STEP
+        if step == 0:  # never called: the kernel checks SSD_STEP first
+            zero = ir.Constant(i64, 0)
+            return context.make_tuple(builder, signature.return_type, [zero] * 4)
+        ptrs = [context.make_array(t)(context, builder, v).data
+                for t, v in zip(signature.args[:5], args[:5])]
+        lanes = step // 2
+        at = ir.VectorType(i32, lanes)
+        nbytes = args[5]
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(at, None)) for _ in range(4)]
+        done = ir.Constant(i64, 0)
+        # n is a multiple of 16: after 32-byte steps at most one 16-byte step is left
+        for w in ([step, 16] if step > 16 else [step]):
+            vt = ir.VectorType(ir.IntType(8), w)
+            wt = ir.VectorType(i16, w)
+            rt = ir.VectorType(i32, w // 2)
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(rt, [wt, wt]),
+                                                _MADD_NAMES[w])
+            vptrs = [builder.bitcast(builder.gep(p, [done]), vt.as_pointer()) for p in ptrs]
+            nvec = builder.udiv(builder.sub(nbytes, done), ir.Constant(i64, w))
+            with cgutils.for_range(builder, nvec) as loop:
+                bv = builder.zext(builder.load(builder.gep(vptrs[4], [loop.index]), align=1), wt)
+                for r in range(4):
+                    av = builder.zext(builder.load(builder.gep(vptrs[r], [loop.index]), align=1), wt)
+                    diff = builder.sub(av, bv)
+                    s = builder.call(fn, [diff, diff])
+                    if w != step:  # widen the 8-lane result into the accumulator's lanes
+                        s = builder.shuffle_vector(
+                            s, ir.Constant(rt, None),
+                            ir.Constant(ir.VectorType(i32, lanes),
+                                        list(range(w // 2)) + [w // 2] * (lanes - w // 2)))
+                    builder.store(builder.add(builder.load(accs[r]), s), accs[r])
+            done = builder.add(done, builder.mul(nvec, ir.Constant(i64, w)))
+        red = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [at]),
+                                             f"llvm.vector.reduce.add.v{lanes}i32")
+        out = [builder.zext(builder.call(red, [builder.load(accs[r])]), i64) for r in range(4)]
         return context.make_tuple(builder, signature.return_type, out)
 
     return sig, codegen
@@ -230,12 +303,14 @@ def _cosine_distance(dot, qn, tn):
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=_FM)
-def direct_topk(Q, T, k, metric, block, qnorm, tnorm, out_d, out_i):
+def direct_topk(Q, T, k, metric, block, qnorm, tnorm, j0, out_d, out_i):
     """k nearest training rows, distances computed directly in float64.
 
     ``metric``: 0 = L1, 1 = squared L2, 2 = cosine distance ``1 - q.t / (|t| |q|)``
-    (``qnorm``/``tnorm``: float64 row norms; unused for the other metrics).
-    ``out_d``/``out_i`` as in :func:`l1_topk_u8`.
+    (``qnorm``/``tnorm``: float64 row norms of ``Q`` and ``T``; unused for the
+    other metrics).  ``T`` holds training rows ``j0, j0 + 1, ...``: called on
+    consecutive blocks of a training set in increasing order, the result is that
+    of one call on the whole set.  ``out_d``/``out_i`` as in :func:`l1_topk_u8`.
     """
     nq = Q.shape[0]
     nt = T.shape[0]
@@ -248,7 +323,7 @@ def direct_topk(Q, T, k, metric, block, qnorm, tnorm, out_d, out_i):
                 if metric == 2:
                     s = _cosine_distance(s, qnorm[q], tnorm[j])
                 if s < out_d[q, k - 1]:
-                    _insert(out_d, out_i, q, s, j, k)
+                    _insert(out_d, out_i, q, s, j0 + j, k)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=_FM)
@@ -295,3 +370,127 @@ def merge_scores(S, a, c, j0, q0, cand_d, cand_i):
             if s < worst:
                 _insert(cand_d, cand_i, q, s, j0 + j, kc)
                 worst = cand_d[q, kc - 1]
+
+
+# ------------------------------------------------------------ few queries ---
+@njit(inline="always")
+def _u8_dist4(a0, a1, a2, a3, b, d, metric):
+    """Exact L1 (``metric`` 0) or squared L2 (1) of four uint8 rows to ``b``."""
+    s0 = s1 = s2 = s3 = 0
+    dv = 0
+    if metric == 0:
+        if SAD_WIDTH > 0 and d < MAX_SAD_BYTES:
+            dv = (d // 16) * 16
+            s0, s1, s2, s3 = _sad4(a0, a1, a2, a3, b, dv)
+    elif SSD_STEP > 0:
+        dv = (d // 16) * 16
+        for c0 in range(0, dv, MAX_SSD_BYTES):
+            c1 = min(dv, c0 + MAX_SSD_BYTES)
+            r0, r1, r2, r3 = _ssd4(a0[c0:c1], a1[c0:c1], a2[c0:c1], a3[c0:c1], b[c0:c1], c1 - c0)
+            s0 += r0
+            s1 += r1
+            s2 += r2
+            s3 += r3
+    for c in range(dv, d):
+        bc = np.int64(b[c])
+        t0 = np.int64(a0[c]) - bc
+        t1 = np.int64(a1[c]) - bc
+        t2 = np.int64(a2[c]) - bc
+        t3 = np.int64(a3[c]) - bc
+        if metric == 0:
+            s0 += abs(t0)
+            s1 += abs(t1)
+            s2 += abs(t2)
+            s3 += abs(t3)
+        else:
+            s0 += t0 * t0
+            s1 += t1 * t1
+            s2 += t2 * t2
+            s3 += t3 * t3
+    return s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True)
+def _merge_chunks(cd, ci, out_d, out_i):
+    # chunks hold increasing training indices and each chunk's list is sorted
+    # by (distance, index): inserting strictly smaller distances chunk by chunk
+    # keeps equal distances in index order
+    nchunks, nq, k = cd.shape
+    for q in range(nq):
+        for c in range(nchunks):
+            for r in range(k):
+                s = cd[c, q, r]
+                if not s < out_d[q, k - 1]:
+                    break  # the rest of this chunk's list is no closer
+                _insert(out_d, out_i, q, s, ci[c, q, r], k)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def u8_rows_topk(Q, T, k, metric, j0, nchunks, out_d, out_i):
+    """k nearest rows by L1 (``metric`` 0) or squared L2 (1), uint8, exact in integers.
+
+    Parallel over ``nchunks`` chunks of the training rows ``T`` (rows ``j0,
+    j0 + 1, ...`` of the training set); for few queries.  ``out_d``/``out_i``
+    (nq, k) are updated in place as in :func:`l1_topk_u8` (they may hold the
+    result of earlier training rows).
+    """
+    nq, d = Q.shape
+    nt = T.shape[0]
+    per = (nt + nchunks - 1) // nchunks
+    cd = np.full((nchunks, nq, k), np.inf)
+    ci = np.full((nchunks, nq, k), -1, dtype=np.int64)
+    for c in prange(nchunks):
+        t0 = c * per
+        t1 = min(nt, t0 + per)
+        bd = cd[c]
+        bi = ci[c]
+        j = t0
+        # four training rows share each load of a query row
+        while j + 4 <= t1:
+            for q in range(nq):
+                s0, s1, s2, s3 = _u8_dist4(T[j], T[j + 1], T[j + 2], T[j + 3], Q[q], d, metric)
+                if s0 < bd[q, k - 1]:
+                    _insert(bd, bi, q, float(s0), j0 + j, k)
+                if s1 < bd[q, k - 1]:
+                    _insert(bd, bi, q, float(s1), j0 + j + 1, k)
+                if s2 < bd[q, k - 1]:
+                    _insert(bd, bi, q, float(s2), j0 + j + 2, k)
+                if s3 < bd[q, k - 1]:
+                    _insert(bd, bi, q, float(s3), j0 + j + 3, k)
+            j += 4
+        while j < t1:
+            for q in range(nq):
+                s = 0
+                for col in range(d):
+                    t = np.int64(Q[q, col]) - np.int64(T[j, col])
+                    s += abs(t) if metric == 0 else t * t
+                if s < bd[q, k - 1]:
+                    _insert(bd, bi, q, float(s), j0 + j, k)
+            j += 1
+    _merge_chunks(cd, ci, out_d, out_i)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=_FM)
+def rows_topk(Q, T, k, metric, qnorm, tnorm, j0, nchunks, out_d, out_i):
+    """:func:`direct_topk`'s distances, parallel over chunks of training rows.
+
+    For few queries.  ``tnorm`` holds the norms of ``T``'s rows; other
+    arguments as in :func:`direct_topk` and :func:`u8_rows_topk`.
+    """
+    nq = Q.shape[0]
+    nt = T.shape[0]
+    per = (nt + nchunks - 1) // nchunks
+    cd = np.full((nchunks, nq, k), np.inf)
+    ci = np.full((nchunks, nq, k), -1, dtype=np.int64)
+    for c in prange(nchunks):
+        bd = cd[c]
+        bi = ci[c]
+        for j in range(c * per, min(nt, c * per + per)):
+            b = T[j]
+            for q in range(nq):
+                s = _dist(Q[q], b, metric, 0.0)
+                if metric == 2:
+                    s = _cosine_distance(s, qnorm[q], tnorm[j])
+                if s < bd[q, k - 1]:
+                    _insert(bd, bi, q, s, j0 + j, k)
+    _merge_chunks(cd, ci, out_d, out_i)

@@ -12,14 +12,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from ..config import MAX_WORKING_MEMORY
-from .._validation import CLASSIFIER_ATTRIBUTES, Array, Interval, Schema, flatten_images
+from .._validation import (CLASSIFIER_ATTRIBUTES, Array, Interval, Schema, first_nonfinite_row,
+                           flatten_images)
 from . import ann
+from .prepared import PreparedTrainingSet, budget_bytes
 from .search import METRICS, knn_search
 from .vote import WEIGHTS, vote_rank, vote_scores
 
-# uint8 pixels stay uint8 (searched as they are); float32 stays float32; every
-# other numeric type is read as float64
-_DTYPES = [np.float64, np.float32, np.uint8]
+# uint8 pixels stay uint8 (searched as they are); float32 and float16 stay as
+# they are (float16: embeddings stored at half size); every other numeric type
+# is read as float64
+_DTYPES = [np.float64, np.float32, np.float16, np.uint8]
 
 
 def _k_within_training_set(attrs, dims, params):
@@ -35,6 +38,15 @@ def _nlist_within_training_set(attrs, dims, params):
     """Data-dependent rule: IVF needs at least one training row per inverted list."""
     problem = ann.nlist_problem(params, dims["n_samples"])
     return None if problem is None else ("X_fit_", problem)
+
+
+def _check_finite(X):
+    """Refuse NaN or infinite training values, reading ``X`` in blocks (no full-size temporary)."""
+    row = first_nonfinite_row(X)
+    if row is not None:
+        what = "NaN" if np.isnan(X[row]).any() else "infinity"
+        hint = " (float16 holds values up to 65504)" if X.dtype == np.float16 else ""
+        raise ValueError(f"Input X contains {what} (row {row}){hint}.")
 
 
 class KNearestNeighbor(ClassifierMixin, BaseEstimator):
@@ -86,11 +98,22 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         ``"ivf"``: seed of the k-means sample and initialisation, so that the
         index (and every answer) is identical after a model file is loaded.
         None: a fresh seed each time the index is built.
+    cache_memory : float, default=1024
+        MiB the fitted model may keep for a float32 copy of the training rows
+        (cosine: normalised), the operand of the L2/cosine matrix multiply, so
+        that a search does not convert them again; 0 keeps none.  A larger
+        copy is not kept: each search then converts one block at a time.  The
+        float64 norms and the all-zero columns (O(n_train)) are always kept.
+        None of it is saved in model files; it is recomputed on the first
+        search after loading.
 
     Attributes
     ----------
     X_fit_ : ndarray of shape (n_train, n_features)
-        The training rows (``uint8``, float32 or float64, as given).
+        The training rows (``uint8``, float16, float32 or float64), as given
+        when the dtype is one of these and the rows are C-contiguous: a
+        ``numpy.memmap`` stays that memmap (not read into memory; the search
+        reads it block by block).  It must not be modified after ``fit``.
     y_fit_ : ndarray of shape (n_train,), int64
         Their class indices into ``classes_``.
     classes_ : ndarray of shape (n_classes,)
@@ -125,6 +148,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         "ef_search": [Interval(Integral, 1, ann.MAX_EF, closed="both")],
         "ef_construction": [Interval(Integral, 1, ann.MAX_EF, closed="both")],
         "random_state": [Interval(Integral, 0, 2**31 - 1, closed="both"), None],
+        "cache_memory": [Interval(Real, 0, MAX_WORKING_MEMORY, closed="both")],
     }
 
     #: What a fitted model holds; checked by :func:`imgcls._validation.validate_learned_attributes`
@@ -141,7 +165,8 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
 
     def __init__(self, k=1, metric="l1", weights="uniform", temperature=0.07,
                  working_memory=None, n_jobs=None, algorithm="exact", nlist=None, nprobe=16,
-                 hnsw_m=32, ef_search=64, ef_construction=64, random_state=0):
+                 hnsw_m=32, ef_search=64, ef_construction=64, random_state=0,
+                 cache_memory=1024):
         self.k = k
         self.metric = metric
         self.weights = weights
@@ -155,6 +180,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         self.ef_search = ef_search
         self.ef_construction = ef_construction
         self.random_state = random_state
+        self.cache_memory = cache_memory
 
     # ------------------------------------------------------------ checks ---
     def _check_k(self, k, n_train, loo=False):
@@ -184,14 +210,25 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         """
         self._validate_params()
         X_in, image_shape = flatten_images(X)
+        # finiteness is checked below, in blocks: scikit-learn's check makes
+        # full-size temporaries, and a memory-mapped X must not be read whole
         X2, y2 = check_X_y(X_in, y, dtype=_DTYPES, order="C", y_numeric=False,
-                           estimator=self)
+                           estimator=self, ensure_all_finite=False)
+        _check_finite(X2)
+        if (isinstance(X_in, np.ndarray) and X_in.dtype == X2.dtype
+                and X_in.shape == X2.shape and X_in.flags.c_contiguous
+                and X_in.ctypes.data == X2.ctypes.data):
+            X2 = X_in  # the very array given (a memmap stays a memmap)
         check_classification_targets(y2)
         self._check_k(int(self.k), X2.shape[0])
         ann.check_fit(self, X2.shape[0])
         classes, y_idx = np.unique(y2, return_inverse=True)
+        prepared = PreparedTrainingSet(X2, self._cache_bytes())
+        if self.algorithm == "exact":
+            prepared.prepare(self.metric, budget_bytes(self.working_memory))
         # all checks passed: only now touch the estimator
         validate_data(self, X_in, skip_check_array=True, reset=True)
+        self._prepared_set = prepared
         self.X_fit_ = X2
         self.y_fit_ = y_idx.astype(np.int64).reshape(-1)
         self.classes_ = classes
@@ -232,13 +269,32 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         elif X is None:
             self._check_k(k, Xt.shape[0], loo=True)
             dist, ind = knn_search(Xt, Xt, k, self.metric, self.working_memory,
-                                   exclude_self=True, n_jobs=self.n_jobs)
+                                   exclude_self=True, n_jobs=self.n_jobs,
+                                   prepared=self._prepared())
         else:
             Xq = self._validate_X(X)
             self._check_k(k, Xt.shape[0])
             dist, ind = knn_search(Xq, Xt, k, self.metric, self.working_memory,
-                                   n_jobs=self.n_jobs)
+                                   n_jobs=self.n_jobs, prepared=self._prepared())
         return (dist, ind) if return_distance else ind
+
+    def _cache_bytes(self):
+        return int(float(self.cache_memory) * 2**20)
+
+    def _prepared(self):
+        """The search's preparation of ``X_fit_``, made again when ``X_fit_`` is another array.
+
+        ``fit`` makes it; after :func:`imgcls.io.load` (which sets ``X_fit_``
+        without fitting) or when ``X_fit_`` was replaced, the first search makes
+        it.  ``cache_memory`` changed by ``set_params`` applies from the next search.
+        """
+        prepared = getattr(self, "_prepared_set", None)
+        if prepared is None or prepared.source is not self.X_fit_:
+            prepared = PreparedTrainingSet(self.X_fit_, self._cache_bytes())
+            self._prepared_set = prepared
+        elif prepared.cache_bytes != self._cache_bytes():
+            prepared.set_cache_bytes(self._cache_bytes())
+        return prepared.prepare(self.metric, budget_bytes(self.working_memory))
 
     def _scores(self, X):
         dist, ind = self.kneighbors(X, self.k)
@@ -300,6 +356,7 @@ class NearestNeighbor(KNearestNeighbor):
     weights = "uniform"
     temperature = 0.07
     algorithm = "exact"
+    cache_memory = 0  # L1 multiplies no float32 rows
 
     _parameter_constraints = {p: KNearestNeighbor._parameter_constraints[p]
                               for p in ("working_memory", "n_jobs")}

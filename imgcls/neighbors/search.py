@@ -34,13 +34,29 @@ Two engines:
   took 7.6 s against 6.9 s (``python -m bench --only knn``).
   faiss stays the benchmark's anchor; the package itself no longer calls it.
 
+Few queries (at most ``_FEW_QUERIES``, e.g. one image): no matrix multiply,
+whose one-query form reads a float32 copy of the training set; instead the
+exact kernels ``u8_rows_topk`` (``uint8`` L1 and L2, in integers) and
+``rows_topk`` (float input, cosine), parallel over chunks of training rows.
+
+Per training set, the float64 norms, the all-zero columns and (within a memory
+limit) the float32 rows of the matrix multiply are computed once and kept in a
+:class:`~imgcls.neighbors.prepared.PreparedTrainingSet`; ``KNearestNeighbor``
+makes one at ``fit``, and ``knn_search`` takes it as ``prepared=``.
+
+dtypes: ``uint8``, float16, float32 and float64 training rows are searched as
+they are.  float16 rows are converted to float32 one block at a time (exact,
+as float16 -> float32 always is), so the certificate below holds unchanged;
+float16 queries are converted to float32 whole.  A memory-mapped training set
+is read block by block and never copied whole.
+
 Memory: the training set is converted to float32 one block at a time (at most
 a quarter of ``working_memory`` MiB; ``uint8`` input is never copied whole);
 the float32 queries take another quarter (all of them when they fit, else one
 block at a time) and the score block ``S`` at most half.  Beyond that only
 O(n_query x k) candidates.  No n_query x n_train matrix is built.
 
-Threads: ``n_jobs`` of them (``threads``).  L1: numba's.  L2/cosine: one worker
+Threads: ``n_jobs`` of them (``threads``).  L1 and few queries: numba's.  L2/cosine: one worker
 thread per core, each running its own one-thread sgemm and then the serial
 merge on its score block (both release the GIL); measured 12-15% faster than
 a multi-threaded sgemm followed by a parallel merge, which lets OpenBLAS's
@@ -55,7 +71,7 @@ import os
 
 import numpy as np
 
-from ..config import MAX_WORKING_MEMORY, get_config
+from .prepared import PreparedTrainingSet, budget_bytes, columns_f32, inverse, row_sq_norms
 
 METRICS = ("l1", "l2", "cosine")
 _CODE = {"l1": 0, "l2": 1, "cosine": 2}
@@ -68,6 +84,13 @@ _U24 = 2.0 ** -24
 # small enough to be read back from the last-level cache by the merge kernel
 _GEMM_TRAIN_ROWS = 8192
 _GEMM_QUERY_ROWS = 1024
+# At most this many queries take the training-row-parallel kernels: up to here
+# they beat the matrix multiply on MNIST (bench/knn.py's single-query rows);
+# beyond, the sgemm's reuse of each training row across queries wins.
+_FEW_QUERIES = 8
+# training-row chunks per thread in the few-queries kernels: a little slack
+# for a core that another process slows down
+_CHUNKS_PER_THREAD = 4
 
 
 def _n_threads(n_jobs):
@@ -79,6 +102,8 @@ def _n_threads(n_jobs):
     return max(1, min(int(n_jobs), cpus))
 
 
+_budget_bytes = budget_bytes  # the name the estimator and tests know
+
 _POOL_SIZE = [1]  # threads allowed by the innermost ``threads`` context
 
 
@@ -87,11 +112,28 @@ def threadpool_size():
     return _POOL_SIZE[0]
 
 
+_BLAS = []  # one threadpoolctl controller, made on first use
+
+
+def blas_limits(n):
+    """Context limiting numpy's BLAS to ``n`` threads.
+
+    ``threadpoolctl.threadpool_limits`` inspects every loaded library on each
+    call (milliseconds, the whole budget of a single query); one controller,
+    made once numpy's BLAS is loaded, is reused instead.
+    """
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        np.dot(np.ones((2, 2)), np.ones((2, 2)))  # numpy's BLAS is loaded
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=n, user_api="blas")
+
+
 @contextlib.contextmanager
-def threads(n_jobs):
-    """Run numba kernels and BLAS with ``n_jobs`` threads (None or -1: all cores)."""
+def threads(n_jobs, blas=True):
+    """Run numba kernels (and BLAS, with ``blas``) with ``n_jobs`` threads (None or -1: all cores)."""
     import numba
-    from threadpoolctl import threadpool_limits
 
     n = _n_threads(n_jobs)
     old_numba = numba.get_num_threads()
@@ -99,45 +141,41 @@ def threads(n_jobs):
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     _POOL_SIZE[0] = n
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with blas_limits(n) if blas else contextlib.nullcontext():
             yield
     finally:
         numba.set_num_threads(old_numba)
         _POOL_SIZE[0] = old_pool
 
 
-def _budget_bytes(working_memory):
-    wm = get_config()["working_memory"] if working_memory is None else working_memory
-    if not 0 < wm <= MAX_WORKING_MEMORY:
-        raise ValueError(f"working_memory must be a number of MiB in (0, {MAX_WORKING_MEMORY}], "
-                         f"got {wm!r}")
-    return float(wm) * 2**20
+def _as_query(Xq, Xt):
+    """The queries in a dtype the kernels read, matched to ``uint8`` training rows when exact.
 
-
-def _as_common(Xq, Xt):
-    """Match the query dtype to the training dtype when that loses nothing.
-
-    So float queries holding pixel values reuse the uint8 kernel; otherwise both
-    keep their dtypes and the kernel converts each element to float64.
+    So float queries holding pixel values reuse the uint8 kernels; float16
+    queries become float32 (exact; numba cannot read float16); otherwise the
+    queries keep their dtype and the kernels convert each element to float64.
     """
-    Xt = np.ascontiguousarray(Xt)
     Xq = np.ascontiguousarray(Xq)
-    if Xq.dtype != Xt.dtype and Xt.dtype.kind in "uif":
-        cast = Xq.astype(Xt.dtype)
+    if Xq.dtype != Xt.dtype and Xt.dtype == np.uint8 and Xq.ndim == 2:
+        cast = Xq.astype(np.uint8)
         if np.array_equal(cast, Xq):
             Xq = cast
-    return Xq, Xt
+    if Xq.dtype == np.float16:
+        Xq = Xq.astype(np.float32)
+    return Xq
 
 
 def knn_search(X_query, X_train, k, metric="l1", working_memory=None, exclude_self=False, *,
-               n_jobs=None, _block_rows=None):
+               n_jobs=None, prepared=None, _block_rows=None, _engine=None):
     """The k nearest training rows of each query, exactly.
 
     Parameters
     ----------
     X_query : ndarray of shape (n_query, d)
-        ``uint8``, float32 or float64 (other numeric types are read as float64).
+        ``uint8``, float16, float32 or float64 (other numeric types are read as float64).
     X_train : ndarray of shape (n_train, d)
+        ``uint8``, float16, float32 or float64; may be a ``numpy.memmap`` (read in
+        blocks, never copied whole).
     k : int
         1 <= k <= n_train (n_train - 1 with ``exclude_self``).
     metric : {"l1", "l2", "cosine"}
@@ -149,9 +187,17 @@ def knn_search(X_query, X_train, k, metric="l1", working_memory=None, exclude_se
         the farthest one if duplicates with smaller indices crowd it out).
     n_jobs : int, optional
         Threads; None or -1 for all cores.
+    prepared : PreparedTrainingSet, optional
+        ``X_train``'s preparation (norms, all-zero columns, float32 rows), made
+        by :class:`~imgcls.neighbors.prepared.PreparedTrainingSet` for this very
+        array (``prepared.source is X_train``) and reused across calls; by
+        default one is made for this call.
     _block_rows : int, optional
         Force blocks of this many query and training rows (tests use 1 and
         more than the data to exercise the block logic).
+    _engine : {"rows", "blocked"}, optional
+        Force the few-queries kernels or the many-queries engines (tests);
+        default: by the number of queries.
 
     Returns
     -------
@@ -161,7 +207,12 @@ def knn_search(X_query, X_train, k, metric="l1", working_memory=None, exclude_se
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    X_query, X_train = _as_common(X_query, X_train)
+    if prepared is None:
+        prepared = PreparedTrainingSet(X_train)
+    elif prepared.source is not X_train:
+        raise ValueError("prepared was made for another training set than X_train")
+    X_train = prepared.X
+    X_query = _as_query(X_query, X_train)
     if X_query.ndim != 2 or X_train.ndim != 2 or X_query.shape[1] != X_train.shape[1]:
         raise ValueError(f"X_query {X_query.shape} and X_train {X_train.shape} must be 2-D "
                          "with the same number of features")
@@ -174,13 +225,19 @@ def knn_search(X_query, X_train, k, metric="l1", working_memory=None, exclude_se
         raise ValueError("exclude_self needs X_query to be the training set itself")
     budget = _budget_bytes(working_memory)
     kk = int(k) + 1 if exclude_self else int(k)
-    with threads(n_jobs):
+    if _engine is None:
+        few = X_query.shape[0] <= _FEW_QUERIES and _block_rows is None
+    else:
+        few = _engine == "rows"
+    with threads(n_jobs, blas=not few and metric != "l1"):
         if X_query.shape[0] == 0:
             dist, ind = np.empty((0, kk)), np.empty((0, kk), dtype=np.int64)
+        elif few:
+            dist, ind = _search_rows(X_query, prepared, kk, metric, budget)
         elif metric == "l1":
-            dist, ind = _search_l1(X_query, X_train, kk, budget, _block_rows)
+            dist, ind = _search_l1(X_query, prepared, kk, budget, _block_rows)
         else:
-            dist, ind = _search_gemm(X_query, X_train, kk, metric, budget, _block_rows)
+            dist, ind = _search_gemm(X_query, prepared, kk, metric, budget, _block_rows)
     if exclude_self:
         dist, ind = _drop_self(dist, ind)
     return dist, ind
@@ -198,14 +255,49 @@ def _query_blocks(n, rows):
     return [(s, min(n, s + rows)) for s in range(0, n, max(1, rows))]
 
 
-def _inverse(norms):
-    return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+# ------------------------------------------------------------ few queries ---
+def _search_rows(Xq, prep, k, metric, budget):
+    from . import _kernels
+
+    n = Xq.shape[0]
+    code = _CODE[metric]
+    od = np.full((n, k), np.inf)
+    oi = np.full((n, k), -1, dtype=np.int64)
+    u8 = Xq.dtype == np.uint8 and prep.X.dtype == np.uint8 and metric != "cosine"
+    if metric == "cosine":
+        qnorm, tnorm = np.sqrt(row_sq_norms(Xq, budget)), prep.norms(budget)
+    else:
+        qnorm = tnorm = np.empty(0)
+    for ts, te in prep.kernel_blocks():
+        T = prep.kernel_rows(ts, te)
+        chunks = max(1, min(threadpool_size() * _CHUNKS_PER_THREAD, (te - ts) // 64))
+        if u8:
+            _kernels.u8_rows_topk(Xq, T, k, code, ts, chunks, od, oi)
+        else:
+            _kernels.rows_topk(Xq, T, k, code, qnorm, tnorm[ts:te] if tnorm.size else tnorm,
+                               ts, chunks, od, oi)
+    if metric == "l2":
+        od = np.sqrt(od)
+    return od, oi
+
+
+def _direct_blocks(Xq, prep, k, code, block_rows, qnorm, tnorm, od, oi):
+    """``direct_topk`` over the whole training set, one kernel block at a time."""
+    from . import _kernels
+
+    d = prep.X.shape[1]
+    itemsize = 4 if prep.X.dtype == np.float16 else prep.X.dtype.itemsize  # as the kernel reads it
+    tb = block_rows or max(16, _CACHE_BYTES // max(1, d * itemsize))
+    for ts, te in prep.kernel_blocks():
+        _kernels.direct_topk(Xq, prep.kernel_rows(ts, te), k, code, tb, qnorm,
+                             tnorm[ts:te] if tnorm.size else tnorm, ts, od, oi)
 
 
 # --------------------------------------------------------------------- L1 ---
-def _search_l1(Xq, Xt, k, budget, block_rows):
+def _search_l1(Xq, prep, k, budget, block_rows):
     from . import _kernels
 
+    Xt = prep.X
     n, d = Xq.shape
     tb = block_rows or max(16, _CACHE_BYTES // max(1, d * Xt.dtype.itemsize))
     # queries in blocks only to bound what one kernel call holds; the kernel's
@@ -220,59 +312,28 @@ def _search_l1(Xq, Xt, k, budget, block_rows):
         if Xq.dtype == np.uint8 and Xt.dtype == np.uint8:
             _kernels.l1_topk_u8(Xq[s:e], Xt, k, tb, od, oi)
         else:
-            _kernels.direct_topk(Xq[s:e], Xt, k, 0, tb, empty, empty, od, oi)
+            _direct_blocks(Xq[s:e], prep, k, 0, block_rows, empty, empty, od, oi)
         dist[s:e], ind[s:e] = od, oi
     return dist, ind
 
 
 # ---------------------------------------------------------- L2 and cosine ---
-def _to_f32(X, inv=None):
-    if inv is None:
-        return np.ascontiguousarray(X, dtype=np.float32)
-    # normalise in float64, round once to float32
-    return (X.astype(np.float64) * inv[:, None]).astype(np.float32)
-
-
-def _nonzero_columns(X, budget):
-    """Indices of the columns of ``X`` that hold a non-zero value, block by block."""
-    rows = max(1, int(budget // 4 // max(1, X.shape[1])))
-    used = np.zeros(X.shape[1], dtype=bool)
-    for s, e in _query_blocks(X.shape[0], rows):
-        used |= (X[s:e] != 0).any(axis=0)
-    return np.flatnonzero(used)
-
-
-def _columns_f32(X, cols, inv=None):
-    """float32 copy of ``X[:, cols]`` (``cols`` None: all columns), rows scaled by ``inv``."""
-    if cols is not None:
-        X = np.take(X, cols, axis=1)
-    return _to_f32(X, inv)
-
-
-def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
+def _search_gemm(Xq, prep, k, metric, budget, block_rows):
     from . import _kernels
 
+    Xt = prep.X
     n, d = Xq.shape
     nt = Xt.shape[0]
     code = _CODE[metric]
     kc = min(nt, k + max(k, 8))  # candidates: k plus a margin for the certificate
-    qsq, tsq = _row_sq_norms_blocked(Xq, budget), _row_sq_norms_blocked(Xt, budget)
     # the reference's float64 norms (the cosine formula and the certificate)
-    qnorm, tnorm = np.sqrt(qsq), np.sqrt(tsq)
-    if metric == "cosine":
-        qinv, tinv = _inverse(qnorm), _inverse(tnorm)
-    else:
-        qinv = tinv = None
-    # Columns that are zero in every training row add nothing to q.t, and the
-    # rest of their L2 term, sum_c q_c^2, is the same for every training row of
-    # a query: dropping them cannot change any query's ranking (MNIST: 67 of
-    # 784 columns, 8.5% of the matrix-multiply work).  Cosine normalises with
-    # the full rows' norms, so the sliced dot product is the full one.
-    cols = _nonzero_columns(Xt, budget)
-    if cols.size == d:
-        cols = None
-    elif cols.size == 0:
-        cols = np.zeros(1, dtype=np.intp)  # an all-zero training set: one zero column
+    qsq, tsq = row_sq_norms(Xq, budget), prep.sq_norms(budget)
+    qnorm, tnorm = np.sqrt(qsq), prep.norms(budget)
+    qinv = inverse(qnorm) if metric == "cosine" else None
+    # training columns that are zero in every row are left out of the product
+    # (see PreparedTrainingSet.columns); cosine normalises with the full rows'
+    # norms, so the sliced dot product is the full one
+    cols = prep.columns(budget)
     dc = d if cols is None else cols.size
     # Memory: a block of float32 training rows takes at most a quarter of the
     # budget, the queries in float32 another quarter (all of them when they
@@ -289,7 +350,7 @@ def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
     qb = min(qb, max(1, int(budget // 2 // (nw * tb * 4))))
     buffers = [np.empty(qb * min(tb, nt), dtype=np.float32) for _ in range(nw)]
     if q_all:
-        q32_all = _columns_f32(Xq, cols, qinv)
+        q32_all = columns_f32(Xq, cols, qinv)
     # candidates so far: float32 scores, ascending, and their training indices
     cand_d = np.full((n, kc), np.inf, dtype=np.float32)
     cand_i = np.full((n, kc), -1, dtype=np.int64)
@@ -300,7 +361,7 @@ def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
         s, e = block
         w = free.pop()  # list.pop is atomic: each running task owns one buffer
         try:
-            q32 = q32_all[s:e] if q_all else _columns_f32(
+            q32 = q32_all[s:e] if q_all else columns_f32(
                 Xq[s:e], cols, None if qinv is None else qinv[s:e])
             Sb = buffers[w][: (e - s) * t32.shape[0]].reshape(e - s, t32.shape[0])
             np.matmul(q32, t32.T, out=Sb)  # releases the GIL
@@ -313,12 +374,11 @@ def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
         pool = None
         if nw > 1:
             from concurrent.futures import ThreadPoolExecutor
-            from threadpoolctl import threadpool_limits
 
-            stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+            stack.enter_context(blas_limits(1))
             pool = stack.enter_context(ThreadPoolExecutor(nw))
         for ts, te in _query_blocks(nt, tb):
-            t32 = _columns_f32(Xt[ts:te], cols, None if tinv is None else tinv[ts:te])
+            t32 = prep.gemm_rows(metric, ts, te, budget)
             if metric == "l2":
                 # |t|^2 in float64 (the dropped columns are zero), rounded once
                 a = tsq[ts:te].astype(np.float32)
@@ -330,21 +390,19 @@ def _search_gemm(Xq, Xt, k, metric, budget, block_rows):
             else:  # one training block at a time, all its query blocks in parallel
                 list(pool.map(work, qblocks, *(itertools.repeat(v) for v in (t32, a, ts))))
     # exact float64 distances of the candidates, re-sorted by (distance, index)
-    empty = np.empty(0)
-    exact = np.empty((n, kc))
-    _kernels.pair_dist(Xq, Xt, cand_i, code, qnorm, tnorm, exact)
+    exact = _exact_pairs(Xq, prep, cand_i, code, qnorm, tnorm, budget)
     order = np.lexsort((cand_i, exact), axis=1)
     exact = np.take_along_axis(exact, order, axis=1)[:, :k]
     ind = np.take_along_axis(cand_i, order, axis=1)[:, :k]
     ok = _certified(exact[:, k - 1], cand_d[:, kc - 1], qsq, tnorm, d, metric, kc >= nt)
     bad = np.flatnonzero(~ok)
     if bad.size:
-        tb1 = block_rows or max(16, _CACHE_BYTES // max(1, d * Xt.dtype.itemsize))
+        empty = np.empty(0)
         od = np.full((bad.size, k), np.inf)
         oi = np.full((bad.size, k), -1, dtype=np.int64)
-        _kernels.direct_topk(np.ascontiguousarray(Xq[bad]), Xt, k, code, tb1,
-                             qnorm[bad] if metric == "cosine" else empty,
-                             tnorm if metric == "cosine" else empty, od, oi)
+        _direct_blocks(np.ascontiguousarray(Xq[bad]), prep, k, code, block_rows,
+                       qnorm[bad] if metric == "cosine" else empty,
+                       tnorm if metric == "cosine" else empty, od, oi)
         exact[bad], ind[bad] = od, oi
     if metric == "l2":
         exact = np.sqrt(exact)
@@ -366,7 +424,8 @@ def _certified(kth_exact, last_score, qsq, tnorm, d, metric, complete):
     computed score ``fl(fl(|t|^2) - 2 S)`` differs from the bracket by at most
     ``c (|q| + |t|)^2`` with ``c = 1.1 (d + 10) u``, u = 2^-24: rounding float64
     inputs to float32 moves q.t by <= 2.01 u |q||t| (nothing for ``uint8``:
-    integers below 2^24 are exact); a float32 dot product of d terms, in any
+    integers below 2^24 are exact; nothing for float16 either, whose every
+    value, subnormals included, is a float32 normal number); a float32 dot product of d terms, in any
     summation order (BLAS blocks it), errs by <= d u / (1 - d u) |q||t|;
     rounding |t|^2 to float32 and the final add cost u |t|^2 and
     u (|t|^2 + 2 |q||t|); in all about (d + 3) u (|t|^2 + 2 |q||t|), below the
@@ -403,11 +462,21 @@ def _certified(kth_exact, last_score, qsq, tnorm, d, metric, complete):
     return (kth_exact < lower) & (np.square(reach) < 1e37)
 
 
-def _row_sq_norms_blocked(X, budget):
-    """float64 |x|^2 per row (exact for ``uint8``), converted block by block."""
-    out = np.empty(X.shape[0])
-    rows = max(1, int(budget // 4 // (X.shape[1] * 8 + 1)))
-    for s, e in _query_blocks(X.shape[0], rows):
-        blk = X[s:e].astype(np.float64)
-        out[s:e] = np.einsum("ij,ij->i", blk, blk)
+def _exact_pairs(Xq, prep, cand, code, qnorm, tnorm, budget):
+    """float64 distances of each query to its candidates (``cand`` (n, kc), -1: none -> inf)."""
+    from . import _kernels
+
+    n, kc = cand.shape
+    out = np.empty((n, kc))
+    if prep.X.dtype != np.float16:
+        _kernels.pair_dist(Xq, prep.X, cand, code, qnorm, tnorm, out)
+        return out
+    # float16 rows: gather each query block's candidate rows as float32
+    rows = max(1, int(budget // 4 // (kc * prep.X.shape[1] * 6 + 1)))
+    for s, e in _query_blocks(n, rows):
+        c = cand[s:e]
+        safe = np.maximum(c, 0)
+        local = np.where(c >= 0, np.arange(c.size).reshape(c.shape), -1)
+        _kernels.pair_dist(Xq[s:e], prep.gather_kernel_rows(safe), local, code, qnorm[s:e],
+                           tnorm[safe.reshape(-1)], out[s:e])
     return out
