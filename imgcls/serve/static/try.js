@@ -14,6 +14,8 @@
   const SIDE = 28;
   const BOX = 20;
   const PNG_DATA_URL = "data:image/png;base64,";
+  // Metadata entries listed as they are; the whole document is one click away.
+  const SUMMARY_KEYS = ["imgcls_version", "params", "preprocessing"];
 
   let models = [];
   let current = null;
@@ -47,7 +49,10 @@
     const shape = model.input ? model.input.image_shape : null;
     add("input", shape ? `image ${shape.join(" × ")}` : `${model.input ? model.input.n_features : "?"} features`);
     const metadata = model.metadata && typeof model.metadata === "object" ? model.metadata : {};
-    for (const [key, value] of Object.entries(metadata)) add(key, describe(value));
+    for (const key of SUMMARY_KEYS) if (key in metadata) add(key, describe(metadata[key]));
+    const all = el("details", {}, el("summary", { text: "the model file's metadata" }),
+      el("pre", { text: JSON.stringify(metadata, null, 1) }));
+    info.append(el("dt", { text: "metadata" }), el("dd", {}, all));
     $("draw-section").hidden = !isDigitPad(model);
     $("result-section").hidden = true;
     $("templates-section").hidden = true;
