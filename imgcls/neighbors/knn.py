@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+from sklearn.utils.validation import _num_samples, check_is_fitted, check_X_y, validate_data
 
 from ..config import MAX_WORKING_MEMORY
 from .._validation import (CLASSIFIER_ATTRIBUTES, Array, Interval, Schema, first_nonfinite_row,
@@ -17,7 +18,17 @@ from .._validation import (CLASSIFIER_ATTRIBUTES, Array, Interval, Schema, first
 from . import ann
 from .prepared import PreparedTrainingSet, budget_bytes
 from .search import METRICS, knn_search
-from .vote import WEIGHTS, vote_rank, vote_scores
+from .vote import WEIGHTS, vote_topk
+
+# Queries per search call inside predict & co.: each call scans the whole
+# training set, so a block is never smaller than one query block of the
+# L2/cosine search (search._GEMM_QUERY_ROWS)
+_MIN_SEARCH_ROWS = 1024
+# Bytes the search and the vote hold per query and neighbour: up to 2k
+# candidates (float32 score, int64 index, float64 exact distance, sort order and
+# sorted copies: ~88 bytes per neighbour), the results (distance, index, class:
+# 24) and the vote's weights with their temporaries (~16)
+_BYTES_PER_NEIGHBOUR = 128
 
 # uint8 pixels stay uint8 (searched as they are); float32 and float16 stay as
 # they are (float16: embeddings stored at half size); every other numeric type
@@ -296,26 +307,89 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
             prepared.set_cache_bytes(self._cache_bytes())
         return prepared.prepare(self.metric, budget_bytes(self.working_memory))
 
-    def _scores(self, X):
-        dist, ind = self.kneighbors(X, self.k)
-        neigh_y = np.asarray(self.y_fit_)[ind]
-        scores = vote_scores(neigh_y, dist, len(self.classes_), self.weights,
+    # --------------------------------------------------------------- votes ---
+    def _vote_blocks(self, X, n):
+        """The votes of the queries' k neighbours, one block of queries at a time.
+
+        Parameters
+        ----------
+        X : array-like
+            Queries, as :meth:`kneighbors` takes them.
+        n : int
+            Best classes wanted per query.
+
+        Returns
+        -------
+        n_queries : int
+        blocks : iterator of (start, stop, ranked, scores)
+            :func:`vote_topk` of queries ``start:stop``: ``ranked`` (rows,
+            min(n, n_classes)) class indices, best first, and their scores.
+
+        Notes
+        -----
+        One :meth:`kneighbors` call scans the whole training set, so a block is
+        as large as ``working_memory`` allows for what the search and the vote
+        hold per query (usually every query in one call, given ``X`` as it
+        is); larger inputs are validated once and searched in slices.  Memory:
+        O(rows x (k + n)) beyond the search's own blocks.
+        """
+        check_is_fitted(self)
+        self._validate_params()  # set_params may have changed them since fit
+        k = int(self.k)
+        y_fit = np.asarray(self.y_fit_)
+        per_query = self.n_features_in_ * 4 + k * _BYTES_PER_NEIGHBOUR
+        rows = max(_MIN_SEARCH_ROWS, int(budget_bytes(self.working_memory) // per_query))
+
+        def vote(dist, ind):
+            return vote_topk(y_fit[ind], dist, len(self.classes_), n, self.weights,
                              self.temperature, self.metric)
-        return scores, neigh_y
+
+        try:
+            n_queries = _num_samples(X)
+        except TypeError:
+            n_queries = None  # not array-like: kneighbors reports it
+        if n_queries is None or n_queries <= rows:
+            dist, ind = self.kneighbors(X, k)
+            return dist.shape[0], iter([(0, dist.shape[0], *vote(dist, ind))])
+        Xq = self._validate_X(X)
+
+        def blocks():
+            for s in range(0, n_queries, rows):
+                e = min(n_queries, s + rows)
+                # the feature names, if any, were checked on the whole X above
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "X does not have valid feature names")
+                    dist, ind = self.kneighbors(Xq[s:e], k)
+                yield (s, e, *vote(dist, ind))
+
+        return n_queries, blocks()
 
     def predict_proba(self, X):
         """Share of the (weighted) vote of each class.
+
+        The only method that builds an (n_samples, n_classes) array: its
+        result, filled block by block from each query's k neighbours.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes), float64
             Rows sum to 1; columns follow ``classes_``.
         """
-        scores, _ = self._scores(X)
-        return scores / scores.sum(axis=1, keepdims=True)
+        check_is_fitted(self)
+        # a row's votes go to at most k classes: their scores (bit-identical to
+        # vote_scores') go into zeros, then the row is divided by its sum
+        n_queries, blocks = self._vote_blocks(X, int(self.k))
+        proba = np.zeros((n_queries, len(self.classes_)))
+        for s, e, ranked, scores in blocks:
+            block = proba[s:e]
+            np.put_along_axis(block, ranked, scores, axis=1)
+            block /= block.sum(axis=1, keepdims=True)
+        return proba
 
     def predict_topk(self, X, n=5):
         """The ``n`` classes with the most votes, best first (ties as in ``predict``).
+
+        Voted block by block from the k neighbours (no (n_samples, n_classes) array).
 
         Returns
         -------
@@ -326,19 +400,50 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
-        scores, neigh_y = self._scores(X)
-        return np.asarray(self.classes_)[vote_rank(scores, neigh_y)[:, :n]]
+        classes = np.asarray(self.classes_)
+        n_queries, blocks = self._vote_blocks(X, int(n))
+        labels = np.empty((n_queries, min(int(n), len(classes))), dtype=classes.dtype)
+        for s, e, ranked, _ in blocks:
+            labels[s:e] = classes[ranked]
+        return labels
 
     def predict(self, X):
         """The class with the most votes for each sample.
+
+        Voted block by block from the k neighbours (no (n_samples, n_classes) array).
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        scores, neigh_y = self._scores(X)
-        return np.asarray(self.classes_)[vote_rank(scores, neigh_y)[:, 0]]
+        classes = np.asarray(self.classes_)
+        n_queries, blocks = self._vote_blocks(X, 1)
+        y_pred = np.empty(n_queries, dtype=classes.dtype)
+        for s, e, ranked, _ in blocks:
+            y_pred[s:e] = classes[ranked[:, 0]]
+        return y_pred
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy of :meth:`predict` on ``X`` against ``y``.
+
+        Memory O(n_samples x k) whatever the number of classes (the votes are
+        block-wise, as in :meth:`predict`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or images
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        score : float
+        """
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
 
 
 class NearestNeighbor(KNearestNeighbor):

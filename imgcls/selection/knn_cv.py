@@ -6,10 +6,11 @@ neighbours are the first k columns of the ``max(ks)`` nearest ones (the search
 sorts rows by (distance, training index), so this holds even with tied
 distances).  So for each fold and metric this module runs one search at
 ``max(ks)`` and scores every k and weighting from that one neighbour list with
-:func:`imgcls.neighbors.vote.vote_scores` / :func:`~imgcls.neighbors.vote.vote_rank`
--- the same functions ``KNearestNeighbor.predict`` uses -- giving exactly the
-accuracies refitting each combination would give, ``len(ks) * len(weights)``
-times cheaper.
+:func:`imgcls.neighbors.vote.vote_topk` -- the function
+``KNearestNeighbor.predict`` uses -- giving exactly the accuracies refitting
+each combination would give, ``len(ks) * len(weights)`` times cheaper.  The
+votes come from the k neighbours alone: memory O(n_val x max(ks)), whatever
+the number of classes.
 
 Only training data ever comes here: the folds are cut from the training split,
 and the test split is evaluated once, after choosing (see
@@ -142,7 +143,7 @@ def knn_cross_validate(X, y, ks: Sequence[int], metrics: Sequence[str] = ("l1", 
         than a fold's training part (naming k and the fold size).
     """
     from ..neighbors import KNearestNeighbor
-    from ..neighbors.vote import vote_rank, vote_scores
+    from ..neighbors.vote import vote_topk
 
     ks = check_ks(ks)
     metrics = _names(metrics, "metrics")
@@ -183,9 +184,9 @@ def knn_cross_validate(X, y, ks: Sequence[int], metrics: Sequence[str] = ("l1", 
         y_val = y_idx[va]
         for w in weights:
             for k in ks:
-                vs = vote_scores(neigh_y[:, :k], dist[:, :k], n_classes, weights=w,
-                                 temperature=temperature, metric=metric)
-                pred = vote_rank(vs, neigh_y[:, :k])[:, 0]
+                ranked, _ = vote_topk(neigh_y[:, :k], dist[:, :k], n_classes, 1, weights=w,
+                                      temperature=temperature, metric=metric)
+                pred = ranked[:, 0]
                 scores[(metric, w, k)].append(float(np.mean(pred == y_val)))
 
     return [{"metric": m, "k": k, "weights": w, "fold_scores": s,

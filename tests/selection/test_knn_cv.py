@@ -236,3 +236,43 @@ def test_choose_best_rule():
     assert choose_best([_row("l1", 9, "uniform", 0.8), _row("l1", 1, "uniform", 0.7)])["k"] == 9
     with pytest.raises(ConfigError, match="table is empty"):
         choose_best([])
+
+
+
+def _many_classes(n_classes, n, seed=5):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 4, (n, 3)).astype(np.float32)  # tied distances and votes
+    y = np.arange(n) % n_classes
+    folds = [(np.arange(0, n, 2), np.arange(1, n, 2)), (np.arange(1, n, 2), np.arange(0, n, 2))]
+    return X, y, folds
+
+
+def test_many_classes_equal_the_dense_votes():
+    from imgcls.neighbors.vote import vote_rank, vote_scores
+
+    n_classes = 300
+    X, y, folds = _many_classes(n_classes, 1200)
+    table = knn_cross_validate(X, y, [1, 5, 15], metrics=("l2",),
+                               weights=("uniform", "distance", "softmax"), folds=folds,
+                               progress=False)
+    for (tr, va), i in zip(folds, range(2)):
+        dist, ind = KNearestNeighbor(k=15, metric="l2").fit(X[tr], y[tr]).kneighbors(X[va])
+        neigh_y = y[tr][ind]
+        for row in table:
+            k = row["k"]
+            scores = vote_scores(neigh_y[:, :k], dist[:, :k], n_classes, row["weights"], 0.07,
+                                 "l2")
+            expected = np.mean(vote_rank(scores, neigh_y[:, :k])[:, 0] == y[va])
+            assert row["fold_scores"][i] == expected, row
+
+
+def test_many_classes_in_bounded_memory():
+    # no (n_val x n_classes) array: one would take 4,000 x 4,000 x 8 = 128 MB
+    from peak_memory import traced_peak
+
+    X, y, folds = _many_classes(4000, 8000)
+    knn_cross_validate(X, y, [1], metrics=("l2",), folds=folds, progress=False)  # compile
+    with traced_peak() as peak:
+        knn_cross_validate(X, y, [1, 5, 15], metrics=("l2",), weights=("uniform", "softmax"),
+                           folds=folds, working_memory=8, progress=False)
+    assert peak.bytes < 40 * 2**20
