@@ -20,7 +20,9 @@ import sys
 from .._version import __version__
 
 # Sub-command modules, in the order they appear in --help.
-_COMMANDS = ("imgcls.cli.run", "imgcls.cli.models", "imgcls.cli.datasets")
+_COMMANDS = ("imgcls.cli.run", "imgcls.cli.models", "imgcls.cli.knn_eval",
+             "imgcls.cli.datasets",
+             "imgcls.cli.serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,12 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+@pytest.fixture(scope="session")
+def to_png():
+    """The :func:`png_bytes` helper (test modules here are not a package)."""
+    return png_bytes
+
+
 def _fit_quietly(model, data):
     # 30 L-BFGS iterations reach ~96 % test accuracy, plenty for these tests;
     # running to convergence would only slow the session down.
