@@ -20,14 +20,17 @@ import time
 
 from .common import RESULTS, load_mnist, markdown_table, mnist_root
 
-SECTIONS = ("datasets", "knn", "linear", "cv")
+SECTIONS = ("datasets", "knn", "linear", "cv", "scale")
+# run only when named: ImageNet-size data, an hour or more on 2 cores (bench/scale.py)
+ON_REQUEST = ("scale",)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help="comma-separated sections to run (default: all)")
+    parser.add_argument("--only", default=",".join(s for s in SECTIONS if s not in ON_REQUEST),
+                        help="comma-separated sections to run (default: all but "
+                             f"{', '.join(ON_REQUEST)})")
     parser.add_argument("--quick", action="store_true",
                         help="a small subset, to check that the harness works")
     args = parser.parse_args(argv)

@@ -88,3 +88,60 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+# OpenBLAS reads these when it is loaded: the CPU kernel it picks and its L2 size.
+# Old OpenBLAS builds misdetect new CPUs, so some environments force them.
+OPENBLAS_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def openblas_environment() -> dict:
+    """The ``OPENBLAS_*`` kernel variables of this process (None: unset)."""
+    return {v: os.environ.get(v) for v in OPENBLAS_VARIABLES}
+
+
+def environment_without_openblas_variables() -> dict:
+    """A copy of ``os.environ`` with both ``OPENBLAS_VARIABLES`` removed, for a subprocess."""
+    return {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARIABLES}
+
+
+def blas_kernels(with_faiss: bool = True) -> list[dict]:
+    """The BLAS libraries loaded in this process and the CPU kernel each one uses.
+
+    threadpoolctl reports, per loaded BLAS, its version and (OpenBLAS) the
+    ``architecture`` it selected at load time (Haswell, SkylakeX, Zen, ...).
+    numpy's and faiss's wheels each bundle their own OpenBLAS, so faiss is
+    imported first when ``with_faiss`` (and installed), to list both.
+
+    Returns
+    -------
+    rows : list of dict
+        ``owner`` (numpy, faiss, or the file name), ``library``, ``version``,
+        ``architecture``, ``threading``, ``threads``.
+    """
+    import numpy  # noqa: F401  (loads numpy's BLAS)
+    from threadpoolctl import threadpool_info
+
+    if with_faiss:
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            pass
+    rows = []
+    for info in threadpool_info():
+        if info.get("user_api") != "blas":
+            continue
+        path = info.get("filepath") or ""
+        owner = ("numpy" if "numpy" in path else "faiss" if "faiss" in path
+                 else "scipy" if "scipy" in path else Path(path).name)
+        rows.append({"owner": owner, "library": info.get("internal_api"),
+                     "version": info.get("version"), "architecture": info.get("architecture"),
+                     "threading": info.get("threading_layer"), "threads": info.get("num_threads")})
+    return rows
+
+
+def describe_blas(rows: list[dict]) -> str:
+    """One line per library: ``numpy: openblas 0.3.31 (SkylakeX, pthreads, 2 threads)``."""
+    rows = sorted(rows, key=lambda r: str(r["owner"]))
+    return "; ".join(f"{r['owner']}: {r['library']} {r['version']} ({r['architecture']}, "
+                     f"{r['threading']}, {r['threads']} threads)" for r in rows)
