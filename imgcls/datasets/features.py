@@ -405,9 +405,12 @@ def _read_split(folder: Path, found: dict, split: str, check_finite: bool
 
 def _read_classes(path: Path) -> list[str]:
     with open_regular(path, error=DatasetError, what="class name file") as f:
-        data = f.read(MAX_CLASSES_BYTES + 1)
-    if len(data) > MAX_CLASSES_BYTES:
-        raise FormatError(f"{path}: over {MAX_CLASSES_BYTES >> 20} MiB of class names")
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_CLASSES_BYTES:
+            raise FormatError(f"{path}: {size} bytes, over {MAX_CLASSES_BYTES >> 20} MiB of "
+                              f"class names")
+        # read(n) allocates n bytes at once: ask only for what the file holds
+        data = f.read(size)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -439,3 +439,15 @@ def test_crafted_files_load_or_raise_the_typed_error(x, y, shard, which):
                 assert len(ds.X_train) == len(ds.y_train)
         assert peak.bytes < 8 * 2**20, peak.bytes
         assert snapshot(folder) == before
+
+
+def test_an_oversized_class_name_file_is_refused_unread(tmp_path):
+    from imgcls.datasets.features import MAX_CLASSES_BYTES
+
+    X, y = data()
+    folder = write_set(tmp_path / "s", X, y)
+    with open(folder / "classes.txt", "wb") as f:
+        f.truncate(MAX_CLASSES_BYTES + 1)  # sparse: no disk used
+    with traced_peak() as peak:
+        _raises(folder, "over 64 MiB of class names", folder / "classes.txt")
+    assert peak.bytes < 2**20

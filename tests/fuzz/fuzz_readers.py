@@ -419,6 +419,54 @@ def check_npz(case: Case, folder: Path, ds) -> list[str]:
     return bad
 
 
+# ----------------------------------------------------------------------------- features
+
+def gen_features(src) -> Case:
+    """A features:DIR folder (maybe sharded), valid or with one file crafted or mutated."""
+    d, dtype = src.int(1, 5), src.choice(["<f4", "<f2", "|u1", "<f8"])
+
+    def X(n):
+        arr = (np.frombuffer(src.payload(n * d), np.uint8) / 7).reshape(n, d).astype(dtype)
+        if src.bool(0.05) and arr.dtype.kind == "f" and arr.size:
+            arr.flat[-1] = np.inf
+        return arr
+
+    def y(n):
+        return np.array([src.int(0, 2) for _ in range(n)], dtype=src.choice(["<i8", "|u1"]))
+
+    sizes = [src.int(1, 4)] + [src.int(0, 4) for _ in range(src.int(0, 2))]
+    arrays = {f"X_train-{i:05d}.npy": X(n) for i, n in enumerate(sizes)} if len(sizes) > 1 \
+        else {"X_train.npy": X(sizes[0])}
+    n_test = src.int(0, 3)
+    arrays.update({"y_train.npy": y(sum(sizes)), "X_test.npy": X(n_test), "y_test.npy": y(n_test)})
+    files = {f"set/{k}": F.npy_bytes(v).data for k, v in arrays.items()}
+    if src.bool(0.3):
+        files["set/classes.txt"] = src.choice([b"a\nb\nc\n", b"a\n\nb\n", b"\xff\n", b"a\nb\n"])
+    r, note = src.int(0, 99), "valid features"
+    if r >= 30:
+        victim = src.choice(sorted(files))
+        if r < 60 and victim.endswith(".npy"):
+            files[victim], note = F.npy_crafted(src).data, f"{victim}: crafted npy"
+        else:
+            files[victim] = mutate(src, Blob(files[victim], [F.Field(8, 2, "little")]))
+            note = f"{victim}: mutated"
+    return Case("features", "load_dataset", files, {"path": "set"}, note)
+
+
+def run_features(case: Case, folder: Path):
+    from imgcls.datasets import load_dataset
+
+    return load_dataset(f"features:{folder / case.args['path']}")
+
+
+def check_features(case: Case, folder: Path, ds) -> list[str]:
+    bad = check_dataset(case, folder, ds)
+    for X in (ds.X_train, ds.X_test):
+        if X.dtype.kind == "f" and X.size and not np.isfinite(np.asarray(X)).all():
+            bad.append("features hold NaN/inf")
+    return bad
+
+
 # ----------------------------------------------------------------------------- images
 
 def gen_image(src) -> Case:
@@ -1176,6 +1224,7 @@ def readers() -> dict[str, Reader]:
         Reader("cifar-bin", gen_cifar_bin, run_cifar_bin, data_errors, check_cifar),
         Reader("cifar-py", gen_cifar_py, run_cifar_py, data_errors, check_cifar),
         Reader("npz", gen_npz, run_npz, data_errors, check_npz),
+        Reader("features", gen_features, run_features, data_errors, check_features),
         Reader("image", gen_image, run_image, (E.ImageError, E.ConfigError), check_image,
                allowance=image_allowance),
         Reader("folder", gen_folder, run_folder, data_errors, check_folder,
@@ -1199,8 +1248,9 @@ WARM_IMPORTS = ("sklearn.model_selection", "sklearn.utils.validation", "scipy.st
                 "imgcls.pipeline.images", "imgcls.datasets", "imgcls.datasets.folder",
                 "imgcls.datasets.arrays", "imgcls.datasets.cifar", "imgcls.datasets.mnist",
                 "imgcls.datasets.idx", "imgcls.datasets.archive", "imgcls.datasets._decode",
-                "imgcls.datasets.restricted_pickle", "imgcls.neighbors", "imgcls.linear")
+                "imgcls.datasets.restricted_pickle", "imgcls.datasets.features", "imgcls.neighbors",
+                "imgcls.linear")
 
-READER_NAMES = ("idx", "gz", "cifar-bin", "cifar-py", "npz", "image", "folder", "tar", "model",
-                "cli")
+READER_NAMES = ("idx", "gz", "cifar-bin", "cifar-py", "npz", "features", "image", "folder", "tar",
+                "model", "cli")
 

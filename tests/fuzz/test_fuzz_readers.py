@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 # examples per reader in CI: the cheap readers get more (ms per input in brackets,
 # measured on 2 busy cores with tracemalloc on)
-BUDGET = {"idx": 60, "gz": 25, "cifar-bin": 40, "cifar-py": 50, "npz": 30, "image": 30,
-          "folder": 15, "tar": 30, "model": 30, "cli": 20}
+BUDGET = {"idx": 60, "gz": 25, "cifar-bin": 40, "cifar-py": 50, "npz": 30, "features": 30,
+          "image": 30, "folder": 15, "tar": 30, "model": 30, "cli": 20}
 SCALE = int(os.environ.get("IMGCLS_FUZZ_EXAMPLES", "0"))
 
 
