@@ -153,6 +153,9 @@ class ShardedArray:
                 f"shards={len(self.shards)})")
 
     def __array__(self, dtype=None, copy=None):
+        if copy is False:  # numpy 2's np.asarray(a, copy=False): no view exists
+            raise ValueError("a ShardedArray is not one block of memory; it cannot be "
+                             "viewed as an ndarray without a copy")
         out = np.concatenate(self.shards, axis=0) if len(self.shards) > 1 \
             else np.array(self.shards[0])
         return out if dtype is None else out.astype(dtype, copy=False)
