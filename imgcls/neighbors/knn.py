@@ -30,6 +30,18 @@ _MIN_SEARCH_ROWS = 1024
 # 24) and the vote's weights with their temporaries (~16)
 _BYTES_PER_NEIGHBOUR = 128
 
+
+def search_block_rows(n_features, k, working_memory=None):
+    """Queries per search call when a caller searches in blocks (predict, knn-eval).
+
+    Each call scans the whole training set, so blocks are as large as
+    ``working_memory`` MiB allows for the float32 query copy and what the search
+    and the vote hold per neighbour, and at least ``_MIN_SEARCH_ROWS``.
+    """
+    per_query = n_features * 4 + k * _BYTES_PER_NEIGHBOUR
+    return max(_MIN_SEARCH_ROWS, int(budget_bytes(working_memory) // per_query))
+
+
 # uint8 pixels stay uint8 (searched as they are); float32 and float16 stay as
 # they are (float16: embeddings stored at half size); every other numeric type
 # is read as float64
@@ -337,8 +349,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         self._validate_params()  # set_params may have changed them since fit
         k = int(self.k)
         y_fit = np.asarray(self.y_fit_)
-        per_query = self.n_features_in_ * 4 + k * _BYTES_PER_NEIGHBOUR
-        rows = max(_MIN_SEARCH_ROWS, int(budget_bytes(self.working_memory) // per_query))
+        rows = search_block_rows(self.n_features_in_, k, self.working_memory)
 
         def vote(dist, ind):
             return vote_topk(y_fit[ind], dist, len(self.classes_), n, self.weights,
