@@ -25,8 +25,10 @@ Euclidean geometry, and the exact L1 kernel is already the fast path for pixels.
 The index
 ---------
 Built lazily on the first search from ``X_fit_`` (which may be a memory-mapped
-float16 or ``uint8`` array), added in float32 blocks of at most a quarter of
-``working_memory``, and cached in the private attribute ``_ann_cache``.  Model
+float16 or ``uint8`` array), added in float32 blocks of ``_ADD_BLOCK_BYTES``
+(normalised through float64 for cosine: three times that held while converting),
+and cached in the private attribute ``_ann_cache``.  faiss holds the index
+itself in RAM: about ``4 d`` bytes a training row (plus ``8 M`` for HNSW's links).  Model
 files store only the estimator's parameters: faiss's own index reader is not
 hardened against crafted files, so no faiss-serialised bytes are ever read; a
 loaded model rebuilds its index, identically for a fixed ``random_state``:
@@ -37,6 +39,9 @@ loaded model rebuilds its index, identically for a fixed ``random_state``:
 * HNSW: faiss draws the levels from its own fixed-seed generator, and the graph is
   built with one thread (faiss's parallel insertion order depends on thread
   timing); ``random_state`` does not apply.
+
+"Identically" holds on the same faiss and BLAS: another CPU kernel may round
+the k-means distances differently and so settle on other cells.
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ MAX_EF = 2**16
 _TRAIN_POINTS_PER_LIST = 64
 # faiss's k-means iterations (its default is 25; the assignment has settled long before)
 _KMEANS_ITERATIONS = 20
+# float32 bytes of training rows added to the index at a time.  Fixed rather than
+# taken from working_memory: HNSW inserts each batch level by level, so its graph
+# depends on where batches split, and a reloaded model must rebuild the same one.
+_ADD_BLOCK_BYTES = 32 << 20
 
 _INSTALL = "pip install imgcls[ann]"
 
@@ -165,7 +174,7 @@ def _build(est, faiss, n_threads):
         index = faiss.IndexHNSWFlat(d, int(est.hnsw_m), faiss_metric)
         index.hnsw.efConstruction = int(est.ef_construction)
         add_threads = 1  # a deterministic graph: see the module docstring
-    step = _rows_per_block(d, est.working_memory)
+    step = max(1, _ADD_BLOCK_BYTES // (4 * d))
     with _faiss_threads(faiss, add_threads):
         for s in range(0, n, step):
             index.add(_f32_rows(X[s:s + step], metric))

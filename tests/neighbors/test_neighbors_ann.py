@@ -132,7 +132,9 @@ def test_float16_memmap_and_uint8_training_sets(tmp_path, data, dtype):
 def test_two_builds_give_identical_answers(data, algorithm, params):
     X, y, Q = data
     a = KNearestNeighbor(k=10, metric="l2", algorithm=algorithm, n_jobs=2, **params).fit(X, y)
-    b = KNearestNeighbor(k=10, metric="l2", algorithm=algorithm, n_jobs=2, **params).fit(X, y)
+    # a small working_memory (other query blocks) and one thread: the same index
+    b = KNearestNeighbor(k=10, metric="l2", algorithm=algorithm, n_jobs=1, working_memory=0.5,
+                         **params).fit(X, y)
     np.testing.assert_array_equal(a.kneighbors(Q)[1], b.kneighbors(Q)[1])
     if algorithm == "ivf":  # another seed: another k-means, other neighbours found
         c = KNearestNeighbor(k=10, metric="l2", algorithm=algorithm, n_jobs=2,
