@@ -24,6 +24,8 @@ sync_api = pytest.importorskip("playwright.sync_api",
                                reason="playwright is not installed (pip install imgcls[test])")
 
 import imgcls  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
+
 from imgcls.serve import ServeLimits, create_app  # noqa: E402
 from imgcls.serve.demos import PRESET_POINTS, knn_regions, _grid  # noqa: E402
 
@@ -38,6 +40,8 @@ MAX_BODY = 1 << 20
 EVIL = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "<b>bold</b>"]
 #: Milliseconds a wait may take before the test fails (the machine may be busy).
 WAIT_MS = 20_000
+
+expect.set_options(timeout=WAIT_MS)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"Debian's chromium is not at {CHROMIUM} "
@@ -131,8 +135,8 @@ def open_page(page, path):
 
 def choose_model(page, name):
     page.select_option("#model", name)
-    page.wait_for_function("n => document.querySelector('#model-info dd').textContent === n",
-                           arg="KNearestNeighbor" if "knn" in name or name == "evil" else "Softmax")
+    estimator = "KNearestNeighbor" if "knn" in name or name == "evil" else "Softmax"
+    expect(page.locator("#model-info dd").first).to_have_text(estimator)
 
 
 def top_classes(page):
@@ -319,14 +323,16 @@ def white(rgba):
 
 
 def set_knn(page, k=None, metric=None):
-    renders = int(page.get_attribute("#regions", "data-renders") or 0)
+    """Change K and/or the metric; the regions once the server's answer for them is drawn."""
     if k is not None:
         page.locator("#k").fill(str(k))
     if metric is not None:
         page.check(f"#metric-{metric}")
-    page.wait_for_function("n => Number(document.getElementById('regions').dataset.renders) > n"
-                           " && document.getElementById('error').hidden", arg=renders)
-    assert page.get_attribute("#regions", "data-k") == str(k or page.locator("#k").input_value())
+    regions = page.locator("#regions")
+    expect(regions).to_have_attribute("data-k", page.locator("#k").input_value())
+    expect(regions).to_have_attribute(
+        "data-metric", page.locator("input[name=metric]:checked").get_attribute("value"))
+    expect(page.locator("#error")).to_be_hidden()
     return regions_rgba(page)
 
 
@@ -355,8 +361,7 @@ def test_knn_demo_regions_follow_k_and_the_metric(page, tmp_path):
     page.check("#class-1")
     before = page.get_attribute("#regions", "data-renders")
     page.locator("#points").click(position={"x": 200, "y": 200})
-    page.wait_for_function("n => document.getElementById('regions').dataset.renders !== n",
-                           arg=before)
+    expect(page.locator("#regions")).not_to_have_attribute("data-renders", before)
     assert page.get_attribute("#regions", "data-points") == str(PRESET_POINTS + 1)
     # K above the number of points: the server's message shows
     page.click("#clear")
@@ -387,8 +392,7 @@ def test_linear_demo_steps_lower_the_loss(page, tmp_path):
     before = regions_rgba(page)
     for n in (1, 2, 3):
         page.click("#step")
-        page.wait_for_function("n => document.getElementById('step-count').textContent === n",
-                               arg=str(10 * n))
+        expect(page.locator("#step-count")).to_have_text(str(10 * n))
     trained = losses(page)
     page.screenshot(path=str(tmp_path / "linear-30-steps.png"))
     assert trained[1] < 0.8 * start[1]
@@ -396,8 +400,7 @@ def test_linear_demo_steps_lower_the_loss(page, tmp_path):
     # a slider edits W live: the loss changes without a step
     renders = page.get_attribute("#regions", "data-renders")
     page.locator("#sliders input").first.fill("-4")
-    page.wait_for_function("n => document.getElementById('regions').dataset.renders !== n",
-                           arg=renders)
+    expect(page.locator("#regions")).not_to_have_attribute("data-renders", renders)
     assert losses(page) != trained
     # dragging the first class's line moves it: its b slider follows
     b0 = page.locator("#sliders input").nth(6).input_value()
