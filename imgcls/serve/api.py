@@ -176,7 +176,7 @@ async def predict(request: Request, name: str,
     else:
         X, options = parse_multipart(body, ctype, model, limits)
     k = _top_k(options.get("top_k", top_k), limits)
-    thumbs = _flag(options.get("thumbnails", thumbnails), "thumbnails")
+    thumbs = _flag(options.get("thumbnails", thumbnails))
     if model.kind == "knn":
         # one search at a time per model, off the event loop
         def run():
@@ -222,25 +222,31 @@ def _model(request: Request, name: str) -> ServedModel:
 def _top_k(value, limits: ServeLimits) -> int:
     if value is None:
         return DEFAULT_TOP_K
-    if isinstance(value, str):
-        value = value.strip()
-        if not (value.isascii() and value.isdigit() and len(value) <= 9):
-            raise ApiError(422, "bad_request", f"top_k must be an integer, got {value[:40]!r}")
-        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limits.max_top_k:
-        raise ApiError(422, "bad_request",
-                       f"top_k must be an integer in 1..{limits.max_top_k}, got {str(value)[:40]}")
+        raise ApiError(422, "bad_request", f"top_k must be an integer in 1..{limits.max_top_k}, "
+                                           f"got {json.dumps(value)[:40]}")
     return value
 
 
-def _flag(value, name: str) -> bool:
+def _flag(value) -> bool:
     if value is None:
         return False
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-        return value.strip().lower() in ("true", "1")
     if not isinstance(value, bool):
-        raise ApiError(422, "bad_request", f"{name} must be true or false, got {str(value)[:40]}")
+        raise ApiError(422, "bad_request", f"thumbnails must be true or false, "
+                                           f"got {json.dumps(value)[:40]}")
     return value
+
+
+def _form_option(name: str, text: str):
+    """A multipart text field as the JSON value it stands for (``top_k=3``, ``thumbnails=true``)."""
+    text = text.strip()
+    if name == "top_k" and text.isascii() and text.isdigit() and len(text) <= 9:
+        return int(text)
+    if name == "thumbnails" and text.lower() in ("true", "false", "1", "0"):
+        return text.lower() in ("true", "1")
+    raise ApiError(422, "bad_request", f"form field {name} must be "
+                                       f"{'an integer' if name == 'top_k' else 'true or false'}, "
+                                       f"got {text[:40]!r}")
 
 
 # --------------------------------------------------------------------- parsing
@@ -419,7 +425,7 @@ def parse_multipart(body: bytes, content_type: str, model: ServedModel, limits: 
             filename = disp.get(b"filename", b"").decode("utf-8", "replace")
             files.append((filename, data))
         elif field_name in _FORM_OPTIONS:
-            options[field_name] = data.decode("latin-1")[:40]
+            options[field_name] = _form_option(field_name, data[:40].decode("latin-1"))
         else:
             raise ApiError(422, "bad_request", f"unexpected form field {field_name[:40]!r}; "
                                                "send images under 'file'")
@@ -450,7 +456,8 @@ def _decode(i: int, filename: str, data: bytes, model: ServedModel,
     try:
         return decode_bytes(data, "L" if C == 1 else "RGB", (H, W), limits.max_pixels, label)
     except ImageError as exc:
-        status = 413 if "max_pixels" in str(exc) else 422
+        # over the pixel limit (ours, or Pillow's decompression-bomb limit): too large
+        status = 413 if ("max_pixels" in str(exc) or "decompression-bomb" in str(exc)) else 422
         raise ApiError(status, "too_large" if status == 413 else "bad_image", str(exc)) from None
 
 
