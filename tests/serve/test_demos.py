@@ -119,6 +119,20 @@ def test_linear_steps_lower_the_loss_and_zero_steps_keep_w(client):
     assert len({c for row in trained["regions"] for c in row}) == 3
 
 
+def test_presets_are_the_lecture_toy_data(client):
+    from imgcls.plots.toy import toy_datasets
+
+    presets = client.get("/v1/demo/presets").json()["presets"]
+    expected = toy_datasets(seed=0, n_samples=demos.PRESET_POINTS)
+    assert list(presets) == list(expected) == ["xor", "ring", "three_modes", "blobs"]
+    for name, (X, y) in expected.items():
+        np.testing.assert_allclose(presets[name]["points"], X, atol=1e-4)
+        assert presets[name]["labels"] == y.tolist()
+        # each preset is a valid kNN request as it stands
+        r = client.post("/v1/demo/knn", json={**presets[name], "k": 3, "grid": GRID})
+        assert r.status_code == 200
+
+
 BAD_KNN = [
     (b"{", 400, "bad_json"),
     (b"[1, 2]", 400, "bad_json"),
