@@ -96,3 +96,19 @@ def test_missing_dataset_is_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "eval")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("imgcls: error: ") and err.count("\n") == 1
+
+
+def test_sharded_features_equal_one_file(features, tmp_path, capsys):
+    # training and test splits as shards (a ShardedArray each): the same numbers
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    for split, cuts in (("train", [0, 120, 121, 300]), ("test", [0, 50, 80])):
+        X = np.load(features / f"X_{split}.npy")
+        y = np.load(features / f"y_{split}.npy")
+        for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+            np.save(sharded / f"X_{split}-{i:05d}.npy", X[a:b])
+            np.save(sharded / f"y_{split}-{i:05d}.npy", y[a:b])
+    assert main(["knn-eval", "--dataset", f"features:{sharded}", "--k", "3,9",
+                 "--out", str(tmp_path / "eval"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["evaluation"]["rows"]
+    assert rows == expected(features, [3, 9])["rows"]
