@@ -25,11 +25,6 @@ import numpy as np
 
 from ..config import MAX_WORKING_MEMORY, get_config
 
-# float16 rows handed to the numba kernels (which cannot read float16) are
-# converted to float32 in blocks of at most this many bytes of float32
-_KERNEL_BLOCK_BYTES = 64 << 20
-
-
 def budget_bytes(working_memory):
     """Bytes of ``working_memory`` MiB (None: ``imgcls.get_config()["working_memory"]``)."""
     wm = get_config()["working_memory"] if working_memory is None else working_memory
@@ -72,11 +67,18 @@ def inverse(norms):
 def to_f32(X, inv=None):
     """``X`` as float32 (no copy when it already is); rows scaled by ``inv`` when given.
 
-    The scaling is done in float64 and rounded once to float32.
+    The scaling is done in float64 and rounded once to float32, a quarter of
+    the rows at a time, so the float64 temporary is half the float32 result.
     """
     if inv is None:
         return np.ascontiguousarray(X, dtype=np.float32)
-    return (X.astype(np.float64) * inv[:, None]).astype(np.float32)
+    out = np.empty(X.shape, dtype=np.float32)
+    step = max(1, -(-X.shape[0] // 4))
+    for s in range(0, X.shape[0], step):
+        part = X[s:s + step].astype(np.float64)
+        part *= inv[s:s + step, None]
+        out[s:s + step] = part
+    return out
 
 
 def columns_f32(X, cols, inv=None):
@@ -230,15 +232,15 @@ class PreparedTrainingSet:
         return 0 if self._f32 is None else self._f32.nbytes
 
     # ------------------------------------------------ rows for the kernels ---
-    def kernel_blocks(self):
+    def kernel_blocks(self, budget):
         """(start, stop) row ranges to hand to the numba kernels, in increasing order.
 
         The whole set at once, except float16 rows, which the kernels read as
-        float32 blocks (:meth:`kernel_rows`).
+        float32 blocks (:meth:`kernel_rows`) of at most a quarter of ``budget`` bytes.
         """
         if self.X.dtype != np.float16:
             return [(0, self.n)]
-        rows = max(1, _KERNEL_BLOCK_BYTES // (4 * max(1, self.X.shape[1])))
+        rows = max(1, int(budget // 4 // (4 * max(1, self.X.shape[1]))))
         return _row_blocks(self.n, rows)
 
     def kernel_rows(self, start, stop):

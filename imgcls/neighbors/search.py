@@ -87,7 +87,7 @@ _GEMM_QUERY_ROWS = 1024
 # At most this many queries take the training-row-parallel kernels: up to here
 # they beat the matrix multiply on MNIST (bench/knn.py's single-query rows);
 # beyond, the sgemm's reuse of each training row across queries wins.
-_FEW_QUERIES = 8
+_FEW_QUERIES = 32
 # training-row chunks per thread in the few-queries kernels: a little slack
 # for a core that another process slows down
 _CHUNKS_PER_THREAD = 4
@@ -268,7 +268,7 @@ def _search_rows(Xq, prep, k, metric, budget):
         qnorm, tnorm = np.sqrt(row_sq_norms(Xq, budget)), prep.norms(budget)
     else:
         qnorm = tnorm = np.empty(0)
-    for ts, te in prep.kernel_blocks():
+    for ts, te in prep.kernel_blocks(budget):
         T = prep.kernel_rows(ts, te)
         chunks = max(1, min(threadpool_size() * _CHUNKS_PER_THREAD, (te - ts) // 64))
         if u8:
@@ -281,14 +281,14 @@ def _search_rows(Xq, prep, k, metric, budget):
     return od, oi
 
 
-def _direct_blocks(Xq, prep, k, code, block_rows, qnorm, tnorm, od, oi):
+def _direct_blocks(Xq, prep, k, code, budget, block_rows, qnorm, tnorm, od, oi):
     """``direct_topk`` over the whole training set, one kernel block at a time."""
     from . import _kernels
 
     d = prep.X.shape[1]
     itemsize = 4 if prep.X.dtype == np.float16 else prep.X.dtype.itemsize  # as the kernel reads it
     tb = block_rows or max(16, _CACHE_BYTES // max(1, d * itemsize))
-    for ts, te in prep.kernel_blocks():
+    for ts, te in prep.kernel_blocks(budget):
         _kernels.direct_topk(Xq, prep.kernel_rows(ts, te), k, code, tb, qnorm,
                              tnorm[ts:te] if tnorm.size else tnorm, ts, od, oi)
 
@@ -312,7 +312,7 @@ def _search_l1(Xq, prep, k, budget, block_rows):
         if Xq.dtype == np.uint8 and Xt.dtype == np.uint8:
             _kernels.l1_topk_u8(Xq[s:e], Xt, k, tb, od, oi)
         else:
-            _direct_blocks(Xq[s:e], prep, k, 0, block_rows, empty, empty, od, oi)
+            _direct_blocks(Xq[s:e], prep, k, 0, budget, block_rows, empty, empty, od, oi)
         dist[s:e], ind[s:e] = od, oi
     return dist, ind
 
@@ -400,7 +400,7 @@ def _search_gemm(Xq, prep, k, metric, budget, block_rows):
         empty = np.empty(0)
         od = np.full((bad.size, k), np.inf)
         oi = np.full((bad.size, k), -1, dtype=np.int64)
-        _direct_blocks(np.ascontiguousarray(Xq[bad]), prep, k, code, block_rows,
+        _direct_blocks(np.ascontiguousarray(Xq[bad]), prep, k, code, budget, block_rows,
                        qnorm[bad] if metric == "cosine" else empty,
                        tnorm if metric == "cosine" else empty, od, oi)
         exact[bad], ind[bad] = od, oi
