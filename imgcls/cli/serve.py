@@ -119,6 +119,10 @@ def _serve(args) -> int:
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn shuts down on the first Ctrl-C, then raises the signal again for
+        # the default handler: the server has already stopped cleanly
+        pass
     finally:
         sock.close()
     print("imgcls: server stopped", file=sys.stderr, flush=True)

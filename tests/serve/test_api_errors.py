@@ -122,9 +122,9 @@ def test_pixel_limit_is_a_setting(linear_model_path, digit):
 def test_body_over_the_size_limit(linear_model_path, digit):
     from imgcls.serve import ServeLimits
 
-    client = _client([linear_model_path], limits=ServeLimits(max_body_bytes=4096))
+    client = _client([linear_model_path], limits=ServeLimits(max_body_bytes=8192))
     big = _png(np.random.default_rng(1).integers(0, 256, (100, 100), dtype=np.uint8))
-    _assert_error(client.post(URL, files=_files(big)), 413, "too_large", "4096")
+    _assert_error(client.post(URL, files=_files(big)), 413, "too_large", "8192")
     _assert_error(client.post(URL, json={"instances": [[0] * 5000]}), 413, "too_large")
     _still_serving(client, digit)
 
