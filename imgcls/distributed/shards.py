@@ -1,0 +1,180 @@
+"""What runs on a Dask worker: opening a shard file, and searching resident shards.
+
+A shard is a block of consecutive training rows, held by one worker for the
+life of the model: either an array the client scattered once, or a ``.npy``
+file the worker opens itself, memory-mapped.  A file shard is identified by
+its size and SHA-256, recorded when the model is fitted and checked every time
+a worker opens the file (also when Dask reruns the open on another worker
+after a failure), so a file that changed after ``fit`` is refused rather than
+searched; between opens, each search checks that the file's size and
+modification time are still those seen at open.
+
+Every function here is a plain top-level function, so Dask ships it by
+reference (module and name), and imports only imgcls and numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DatasetError
+
+__all__ = ["ShardInfo", "FileShard", "shard_info", "open_shard", "search_shards"]
+
+#: Bytes hashed per read: large enough to stream at disk speed, small enough
+#: to keep a worker's memory flat.
+_HASH_BLOCK = 8 << 20
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """What the client records about a shard file at ``fit``."""
+
+    path: str
+    size: int
+    sha256: str
+    n_rows: int
+    n_features: int
+    dtype: str
+
+
+@dataclass
+class FileShard:
+    """A shard file opened on a worker: its rows (memory-mapped) and the stat seen at open."""
+
+    info: ShardInfo
+    rows: np.ndarray
+    mtime_ns: int
+
+    def check_unchanged(self) -> None:
+        try:
+            st = os.stat(self.info.path)
+        except OSError as exc:
+            raise DatasetError(f"shard {self.info.path}: cannot be read on this worker "
+                               f"({exc.strerror or exc})") from exc
+        if st.st_size != self.info.size or st.st_mtime_ns != self.mtime_ns:
+            raise DatasetError(f"shard {self.info.path} changed after fit (size or modification "
+                               "time differs); fit the model again")
+
+
+def _digest(path: str) -> tuple[int, str]:
+    from .._files import open_regular
+
+    h = hashlib.sha256()
+    size = 0
+    with open_regular(path, error=DatasetError, what="shard") as f:
+        while True:
+            block = f.read(_HASH_BLOCK)
+            if not block:
+                break
+            h.update(block)
+            size += len(block)
+    return size, h.hexdigest()
+
+
+def _map_rows(path: str) -> np.ndarray:
+    """The shard's rows, memory-mapped read-only, as a 2-D array."""
+    from ..datasets.features import map_npy
+
+    rows = map_npy(path)
+    if rows.ndim != 2:
+        raise DatasetError(f"shard {path}: expected a 2-D array (rows, features), "
+                           f"got shape {rows.shape}")
+    if not rows.flags.c_contiguous:
+        # a search reads rows: a Fortran-order file would be copied whole
+        raise DatasetError(f"shard {path}: stored in Fortran order; save it in C order")
+    return rows
+
+
+def shard_info(path: str) -> ShardInfo:
+    """Size, SHA-256, shape and dtype of a shard file, read on the worker."""
+    path = os.fspath(path)
+    size, sha = _digest(path)
+    rows = _map_rows(path)
+    return ShardInfo(path=path, size=size, sha256=sha, n_rows=int(rows.shape[0]),
+                     n_features=int(rows.shape[1]), dtype=rows.dtype.name)
+
+
+def open_shard(info: ShardInfo) -> FileShard:
+    """Open a shard file recorded at ``fit``, refusing it if it changed since."""
+    st = os.stat(info.path) if os.path.exists(info.path) else None
+    size, sha = _digest(info.path)
+    if size != info.size or sha != info.sha256:
+        raise DatasetError(f"shard {info.path} changed after fit: now {size} bytes, "
+                           f"SHA-256 {sha[:12]}..., recorded {info.size} bytes, "
+                           f"{info.sha256[:12]}...; fit the model again")
+    rows = _map_rows(info.path)
+    return FileShard(info=info, rows=rows, mtime_ns=st.st_mtime_ns if st else 0)
+
+
+def _rows(shard) -> np.ndarray:
+    if isinstance(shard, FileShard):
+        shard.check_unchanged()
+        return shard.rows
+    return shard
+
+
+def merge_topk(dists, inds, k: int):
+    """Merge per-part top-k lists on (distance, global index), keeping the k best.
+
+    Parameters
+    ----------
+    dists, inds : list of ndarray of shape (n, k_i)
+        float64 distances and int64 global indices, each row sorted.
+    k : int
+
+    Returns
+    -------
+    dist : ndarray of shape (n, min(k, sum k_i)), float64
+    ind : ndarray of shape (n, min(k, sum k_i)), int64
+        Sorted by (distance, index): what one search over all parts gives.
+    """
+    dist = np.concatenate(dists, axis=1)
+    ind = np.concatenate(inds, axis=1)
+    if dist.shape[1] == 0:
+        return dist, ind
+    order = np.lexsort((ind, dist), axis=1)[:, :k]
+    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(ind, order, axis=1)
+
+
+def search_shards(Xq, k: int, metric: str, working_memory, offsets, *shards):
+    """This worker's top k of ``Xq`` over its resident shards, with global indices.
+
+    Parameters
+    ----------
+    Xq : ndarray of shape (n_query, n_features)
+    k : int
+    metric : str
+    working_memory : float or None
+    offsets : list of int
+        Global index of each shard's first row.
+    *shards : ndarray or FileShard
+        The shards (Dask passes their data, which lives on this worker).
+
+    Returns
+    -------
+    dist : ndarray of shape (n_query, k_w), float64
+    ind : ndarray of shape (n_query, k_w), int64
+        k_w = min(k, rows on this worker), sorted by (distance, global index).
+    """
+    from ..neighbors.search import knn_search
+
+    try:
+        from distributed import get_worker
+        n_jobs = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        n_jobs = None
+    dists, inds = [np.empty((Xq.shape[0], 0))], [np.empty((Xq.shape[0], 0), dtype=np.int64)]
+    for offset, shard in zip(offsets, shards):
+        rows = _rows(shard)
+        if rows.shape[0] == 0:
+            continue
+        d, i = knn_search(Xq, rows, min(int(k), rows.shape[0]), metric, working_memory,
+                          n_jobs=n_jobs)
+        dists.append(d)
+        inds.append(i + int(offset))
+    return merge_topk(dists, inds, int(k))
