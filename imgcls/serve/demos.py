@@ -26,12 +26,12 @@ import math
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..linear.losses import get_loss, softmax_loss, svm_loss
 from ..linear.optim import SGD
 from ..neighbors import KNearestNeighbor, vote_scores
+from .app import error_response
 
 router = APIRouter()
 
@@ -67,8 +67,7 @@ class DemoInputError(ValueError):
 
 
 def _error(exc):
-    return JSONResponse({"error": {"code": exc.code, "message": str(exc)}},
-                        status_code=exc.status)
+    return error_response(exc.status, exc.code, str(exc))
 
 
 def _refuse_constant(name):
@@ -101,7 +100,8 @@ def _number(body, name, lo=-MAX_ABS, hi=MAX_ABS, default=None):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DemoInputError(f"{name} must be a number, got {_kind(value)}")
     if not (math.isfinite(value) and lo <= value <= hi):
-        raise DemoInputError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
+        raise DemoInputError(f"{name} must be a finite number in [{lo:g}, {hi:g}], "
+                             f"got {_short(value)}")
     return float(value)
 
 
@@ -112,6 +112,12 @@ def _integer(body, name, lo, hi, default=None):
     if not lo <= value <= hi:
         raise DemoInputError(f"{name} must be in {lo}..{hi}, got {value}")
     return value
+
+
+def _short(value, limit=40):
+    """``repr(value)``, cut to ``limit`` characters: a message quotes input, never all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _kind(value):
@@ -149,7 +155,7 @@ def _points(body, n_classes):
     for i, c in enumerate(labels):
         if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < n_classes:
             raise DemoInputError(f"labels[{i}] must be a class index in 0..{n_classes - 1}, "
-                                 f"got {c!r}")
+                                 f"got {_short(c)}")
     return X, np.asarray(labels, dtype=np.int64)
 
 
@@ -230,7 +236,7 @@ async def demo_knn(request: Request):
         k = _integer(body, "k", *K_RANGE, default=1)
         metric = body.get("metric", "l2")
         if metric not in ("l1", "l2"):
-            raise DemoInputError(f'metric must be "l1" or "l2", got {metric!r}')
+            raise DemoInputError(f'metric must be "l1" or "l2", got {_short(metric)}')
         cells, nx, ny = _grid(body)
         if k > len(X):
             raise DemoInputError(f"k={k} needs at least {k} points, got {len(X)}")
@@ -258,7 +264,7 @@ async def demo_linear(request: Request):
         reg = _number(body, "reg", 0.0, MAX_REG, default=0.0)
         loss = body.get("loss", "softmax")
         if loss not in ("svm", "softmax"):
-            raise DemoInputError(f'loss must be "svm" or "softmax", got {loss!r}')
+            raise DemoInputError(f'loss must be "svm" or "softmax", got {_short(loss)}')
         cells, nx, ny = _grid(body)
         result = await run_in_threadpool(_linear_result, W, b, X, y, steps, lr, reg, loss, cells)
     except DemoInputError as exc:

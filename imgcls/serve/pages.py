@@ -16,7 +16,9 @@ import os
 from importlib import resources
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+
+from .app import error_response
 
 router = APIRouter()
 
@@ -74,6 +76,5 @@ for _path, _name in PAGES.items():
 def static_asset(name: str):
     """One file of ``static/``, looked up by name in :data:`ASSETS`."""
     if name not in ASSETS:
-        return JSONResponse({"error": {"code": "not_found",
-                                       "message": "no such static file"}}, status_code=404)
+        return error_response(404, "not_found", "no such static file")
     return _asset(name)
