@@ -30,7 +30,7 @@ import time
 from typing import Optional
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -121,6 +121,14 @@ class TemplatesResponse(BaseModel):
 _ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 409, 413, 415, 422)}
 
 _PREDICT_BODY = {
+    "parameters": [
+        {"name": "top_k", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "default": DEFAULT_TOP_K},
+         "description": "classes listed per image (the body's top_k wins)"},
+        {"name": "thumbnails", "in": "query", "required": False,
+         "schema": {"type": "boolean", "default": False},
+         "description": "kNN models: PNG thumbnails of the neighbours"},
+    ],
     "requestBody": {
         "required": True,
         "content": {
@@ -158,12 +166,16 @@ async def list_models(request: Request):
 @router.post("/v1/models/{name}:predict", summary="classify images", tags=["api"],
              openapi_extra=_PREDICT_BODY,
              responses={200: {"model": PredictResponse}, **_ERRORS})
-async def predict(request: Request, name: str,
-                  top_k: Optional[int] = Query(None, description="classes per image, default 5"),
-                  thumbnails: Optional[bool] = Query(None, description="kNN neighbours' images")):
+async def predict(request: Request, name: str):
+    # top_k and thumbnails are read from the query here (documented in _PREDICT_BODY):
+    # declared as FastAPI parameters they would cost a validation pass per request
     start = time.perf_counter()
     model = _model(request, name)
     limits: ServeLimits = request.app.state.limits
+    query = request.query_params
+    top_k = _form_option("top_k", query["top_k"]) if "top_k" in query else None
+    thumbnails = _form_option("thumbnails", query["thumbnails"]) if "thumbnails" in query \
+        else None
     ctype = request.headers.get("content-type", "")
     media = ctype.split(";", 1)[0].strip().lower()
     if media not in ("multipart/form-data", "application/json"):
@@ -238,7 +250,7 @@ def _flag(value) -> bool:
 
 
 def _form_option(name: str, text: str):
-    """A multipart text field as the JSON value it stands for (``top_k=3``, ``thumbnails=true``)."""
+    """A query parameter or multipart text field as the JSON value it stands for."""
     text = text.strip()
     if name == "top_k" and text.isascii() and text.isdigit() and len(text) <= 9:
         return int(text)
@@ -485,7 +497,7 @@ def predict_batch(model: ServedModel, X: np.ndarray, top_k: int, thumbnails: boo
         scores = votes / votes.sum(axis=1, keepdims=True)
         order = vote_rank(votes, neigh_y)[:, :k]
     else:
-        raw = est.class_scores(X)
+        raw = linear_scores(model, X)
         order = np.argsort(-raw, axis=1, kind="stable")[:, :k]
         scores = _probabilities(est, raw)
     model_s = time.perf_counter() - t0
@@ -500,6 +512,29 @@ def predict_batch(model: ServedModel, X: np.ndarray, top_k: int, thumbnails: boo
                                            limits)
         out.append(pred)
     return out, model_s
+
+
+def linear_scores(model: ServedModel, X: np.ndarray) -> np.ndarray:
+    """``est.class_scores(X)`` for rows the API has already checked, bit for bit.
+
+    The same preprocessing (:func:`imgcls.linear.preprocess.transform`, float64)
+    and product as :meth:`~imgcls.linear.base.LinearClassifierBase.class_scores`,
+    without scikit-learn's input validation: the request parsers have already
+    checked shape, dtype and values, and that validation is most of the cost of
+    one image.  The float64 weights are converted once per model.
+    """
+    from ..linear.preprocess import transform
+
+    est = model.estimator
+    if model._weights is None:
+        model._weights = (np.asarray(est.W_, dtype=np.float64),
+                          np.asarray(est.b_, dtype=np.float64))
+    W, b = model._weights
+    Xp = transform(X.reshape(len(X), -1), est.input_scale_, est.mean_, est.scale_,
+                   dtype=np.float64)
+    out = np.matmul(Xp, W.T)  # W.T as class_scores takes it: the same BLAS call
+    out += b
+    return out
 
 
 def _probabilities(est, raw: np.ndarray) -> np.ndarray:

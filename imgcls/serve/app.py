@@ -84,6 +84,7 @@ class ServedModel:
     # shared between threads, and the search itself already uses every core
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _templates: list | None = field(default=None, repr=False)
+    _weights: tuple | None = field(default=None, repr=False)
 
     def describe(self) -> dict:
         """The model's entry in ``GET /v1/models``."""

@@ -107,6 +107,18 @@ def test_linear_predict_matches_the_estimator(client, linear_model_path, mnist_l
     assert np.mean(np.array(tops) == mnist_like["y_test"][:6]) >= 5 / 6
 
 
+@pytest.mark.parametrize("path_fixture", ["linear_model_path", "svm_model_path"])
+def test_linear_scores_are_class_scores_bit_for_bit(request, path_fixture, mnist_like):
+    from imgcls.serve.app import load_served_model
+    from imgcls.serve.api import linear_scores
+
+    served = load_served_model(request.getfixturevalue(path_fixture))
+    for X in (mnist_like["X_test"][:1], mnist_like["X_test"][:37],
+              mnist_like["X_test"][:5].astype(np.float32) + 0.25):
+        np.testing.assert_array_equal(linear_scores(served, X),
+                                      served.estimator.class_scores(X))
+
+
 def test_json_pixels_in_every_layout_equal_the_png_upload(client, mnist_like):
     im = mnist_like["X_test"][3]
     by_file = client.post("/v1/models/digits-softmax:predict", files=_files([im])).json()
