@@ -425,6 +425,35 @@ def _merge_chunks(cd, ci, out_d, out_i):
                 _insert(out_d, out_i, q, s, ci[c, q, r], k)
 
 
+@njit(inline="always")
+def _u8_rows_chunk(Q, T, k, metric, j0, t0, t1, bd, bi):
+    # training rows t0..t1-1 of T into the (nq, k) lists bd/bi
+    nq, d = Q.shape
+    j = t0
+    # four training rows share each load of a query row
+    while j + 4 <= t1:
+        for q in range(nq):
+            s0, s1, s2, s3 = _u8_dist4(T[j], T[j + 1], T[j + 2], T[j + 3], Q[q], d, metric)
+            if s0 < bd[q, k - 1]:
+                _insert(bd, bi, q, float(s0), j0 + j, k)
+            if s1 < bd[q, k - 1]:
+                _insert(bd, bi, q, float(s1), j0 + j + 1, k)
+            if s2 < bd[q, k - 1]:
+                _insert(bd, bi, q, float(s2), j0 + j + 2, k)
+            if s3 < bd[q, k - 1]:
+                _insert(bd, bi, q, float(s3), j0 + j + 3, k)
+        j += 4
+    while j < t1:
+        for q in range(nq):
+            s = 0
+            for col in range(d):
+                t = np.int64(Q[q, col]) - np.int64(T[j, col])
+                s += abs(t) if metric == 0 else t * t
+            if s < bd[q, k - 1]:
+                _insert(bd, bi, q, float(s), j0 + j, k)
+        j += 1
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def u8_rows_topk(Q, T, k, metric, j0, nchunks, out_d, out_i):
     """k nearest rows by L1 (``metric`` 0) or squared L2 (1), uint8, exact in integers.
@@ -434,40 +463,33 @@ def u8_rows_topk(Q, T, k, metric, j0, nchunks, out_d, out_i):
     (nq, k) are updated in place as in :func:`l1_topk_u8` (they may hold the
     result of earlier training rows).
     """
-    nq, d = Q.shape
+    nq = Q.shape[0]
     nt = T.shape[0]
     per = (nt + nchunks - 1) // nchunks
     cd = np.full((nchunks, nq, k), np.inf)
     ci = np.full((nchunks, nq, k), -1, dtype=np.int64)
     for c in prange(nchunks):
-        t0 = c * per
-        t1 = min(nt, t0 + per)
-        bd = cd[c]
-        bi = ci[c]
-        j = t0
-        # four training rows share each load of a query row
-        while j + 4 <= t1:
-            for q in range(nq):
-                s0, s1, s2, s3 = _u8_dist4(T[j], T[j + 1], T[j + 2], T[j + 3], Q[q], d, metric)
-                if s0 < bd[q, k - 1]:
-                    _insert(bd, bi, q, float(s0), j0 + j, k)
-                if s1 < bd[q, k - 1]:
-                    _insert(bd, bi, q, float(s1), j0 + j + 1, k)
-                if s2 < bd[q, k - 1]:
-                    _insert(bd, bi, q, float(s2), j0 + j + 2, k)
-                if s3 < bd[q, k - 1]:
-                    _insert(bd, bi, q, float(s3), j0 + j + 3, k)
-            j += 4
-        while j < t1:
-            for q in range(nq):
-                s = 0
-                for col in range(d):
-                    t = np.int64(Q[q, col]) - np.int64(T[j, col])
-                    s += abs(t) if metric == 0 else t * t
-                if s < bd[q, k - 1]:
-                    _insert(bd, bi, q, float(s), j0 + j, k)
-            j += 1
+        _u8_rows_chunk(Q, T, k, metric, j0, c * per, min(nt, c * per + per), cd[c], ci[c])
     _merge_chunks(cd, ci, out_d, out_i)
+
+
+@njit(cache=True, nogil=True)
+def u8_rows_topk_serial(Q, T, k, metric, j0, out_d, out_i):
+    """:func:`u8_rows_topk` on one thread: for work too small to pay a parallel launch."""
+    _u8_rows_chunk(Q, T, k, metric, j0, 0, T.shape[0], out_d, out_i)
+
+
+@njit(inline="always", fastmath=_FM)
+def _rows_chunk(Q, T, k, metric, qnorm, tnorm, j0, t0, t1, bd, bi):
+    nq = Q.shape[0]
+    for j in range(t0, t1):
+        b = T[j]
+        for q in range(nq):
+            s = _dist(Q[q], b, metric, 0.0)
+            if metric == 2:
+                s = _cosine_distance(s, qnorm[q], tnorm[j])
+            if s < bd[q, k - 1]:
+                _insert(bd, bi, q, s, j0 + j, k)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=_FM)
@@ -483,14 +505,12 @@ def rows_topk(Q, T, k, metric, qnorm, tnorm, j0, nchunks, out_d, out_i):
     cd = np.full((nchunks, nq, k), np.inf)
     ci = np.full((nchunks, nq, k), -1, dtype=np.int64)
     for c in prange(nchunks):
-        bd = cd[c]
-        bi = ci[c]
-        for j in range(c * per, min(nt, c * per + per)):
-            b = T[j]
-            for q in range(nq):
-                s = _dist(Q[q], b, metric, 0.0)
-                if metric == 2:
-                    s = _cosine_distance(s, qnorm[q], tnorm[j])
-                if s < bd[q, k - 1]:
-                    _insert(bd, bi, q, s, j0 + j, k)
+        _rows_chunk(Q, T, k, metric, qnorm, tnorm, j0, c * per, min(nt, c * per + per),
+                    cd[c], ci[c])
     _merge_chunks(cd, ci, out_d, out_i)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def rows_topk_serial(Q, T, k, metric, qnorm, tnorm, j0, out_d, out_i):
+    """:func:`rows_topk` on one thread: for work too small to pay a parallel launch."""
+    _rows_chunk(Q, T, k, metric, qnorm, tnorm, j0, 0, T.shape[0], out_d, out_i)

@@ -91,6 +91,10 @@ _FEW_QUERIES = 32
 # training-row chunks per thread in the few-queries kernels: a little slack
 # for a core that another process slows down
 _CHUNKS_PER_THREAD = 4
+# below this many bytes of training rows x queries the few-queries kernels run
+# on one thread: a parallel region's start (tens of microseconds, far more when
+# other processes hold the cores) would cost more than it saves
+_SERIAL_BYTES = 1 << 18
 
 
 def _n_threads(n_jobs):
@@ -270,12 +274,17 @@ def _search_rows(Xq, prep, k, metric, budget):
         qnorm = tnorm = np.empty(0)
     for ts, te in prep.kernel_blocks(budget):
         T = prep.kernel_rows(ts, te)
+        tn = tnorm[ts:te] if tnorm.size else tnorm
+        serial = threadpool_size() == 1 or T.nbytes * n < _SERIAL_BYTES
         chunks = max(1, min(threadpool_size() * _CHUNKS_PER_THREAD, (te - ts) // 64))
-        if u8:
+        if u8 and serial:
+            _kernels.u8_rows_topk_serial(Xq, T, k, code, ts, od, oi)
+        elif u8:
             _kernels.u8_rows_topk(Xq, T, k, code, ts, chunks, od, oi)
+        elif serial:
+            _kernels.rows_topk_serial(Xq, T, k, code, qnorm, tn, ts, od, oi)
         else:
-            _kernels.rows_topk(Xq, T, k, code, qnorm, tnorm[ts:te] if tnorm.size else tnorm,
-                               ts, chunks, od, oi)
+            _kernels.rows_topk(Xq, T, k, code, qnorm, tn, ts, chunks, od, oi)
     if metric == "l2":
         od = np.sqrt(od)
     return od, oi

@@ -52,6 +52,22 @@ def test_every_engine_dtype_and_metric_equals_reference(dtype, metric, engine, r
                     reference_kneighbors(q, X, 7, metric))
 
 
+@pytest.mark.parametrize("serial_bytes", [0, 1 << 62])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_few_queries_kernels_serial_and_parallel(serial_bytes, dtype, rng, monkeypatch):
+    # small work runs on one thread, the rest over chunks of training rows:
+    # both give the reference's answer (n_jobs=2: two threads even on one core)
+    from imgcls.neighbors import search
+
+    monkeypatch.setattr(search, "_SERIAL_BYTES", serial_bytes)
+    X = _continuous(rng, dtype, 1003, d=19)
+    X[500:520] = X[3]  # duplicates across chunk boundaries: ties in index order
+    Q = np.concatenate([X[3:4], _continuous(rng, dtype, 3, d=19)])
+    for metric in METRICS:
+        assert_same(knn_search(Q, X, 25, metric, n_jobs=2, _engine="rows"),
+                    reference_kneighbors(Q, X, 25, metric))
+
+
 @pytest.mark.parametrize("metric", METRICS)
 def test_float16_in_blocks_of_one_row_and_a_tiny_budget(metric, rng):
     # float16 rows reach the kernels as float32 blocks: one-row blocks (a tiny
