@@ -326,6 +326,7 @@ def run(data, quick: bool) -> list[dict]:
         finally:
             code = server.stop()
         rows[-1]["server_exit_code"] = code
+    print(f"written: {write_results(rows, quick)}")
     return rows
 
 
@@ -356,7 +357,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rows = run(load_mnist(), args.quick)
     print(markdown_table(rows))
-    print(f"written: {write_results(rows, args.quick)}")
     return 0
 
 

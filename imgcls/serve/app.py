@@ -241,6 +241,11 @@ def create_app(model_paths: Sequence[str | os.PathLike], *, key: bytes | str | N
         raise ValueError(f"limits must be a ServeLimits, got {type(limits).__name__}")
     origins = [str(o) for o in cors_origins]
     models = {p.stem: load_served_model(p, key) for p in paths}
+    for served in models.values():
+        # one prediction now, so that the first request does not pay for compiled
+        # kernels, lazily built caches and first-touch page faults
+        api.predict_batch(served, np.zeros((1, *(served.image_shape or (served.n_features,))),
+                                           np.uint8), 1, False, limits)
 
     app = FastAPI(title="imgcls", version=__version__,
                   description="Image classification with imgcls models: the JSON API of "
