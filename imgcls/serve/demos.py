@@ -99,7 +99,8 @@ def _number(body, name, lo=-MAX_ABS, hi=MAX_ABS, default=None):
     value = body.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DemoInputError(f"{name} must be a number, got {_kind(value)}")
-    if not (math.isfinite(value) and lo <= value <= hi):
+    # The range first: an int too large for a float passes JSON but not math.isfinite.
+    if not (lo <= value <= hi and math.isfinite(value)):
         raise DemoInputError(f"{name} must be a finite number in [{lo:g}, {hi:g}], "
                              f"got {_short(value)}")
     return float(value)
@@ -137,9 +138,13 @@ def _matrix(value, name, shape):
             raise DemoInputError(f"{where} must have {dims[0]} entries, got {len(v)}")
         return [walk(x, dims[1:], f"{where}[{i}]") for i, x in enumerate(v)]
 
-    arr = np.asarray(walk(value, shape, name), dtype=np.float64)
+    bad = DemoInputError(f"{name} must hold finite numbers within +-{MAX_ABS:g}")
+    try:
+        arr = np.asarray(walk(value, shape, name), dtype=np.float64)
+    except OverflowError:  # an int beyond the float range
+        raise bad from None
     if arr.size and not (np.isfinite(arr).all() and np.abs(arr).max() <= MAX_ABS):
-        raise DemoInputError(f"{name} must hold finite numbers within +-{MAX_ABS:g}")
+        raise bad
     return arr
 
 

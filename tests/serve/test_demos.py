@@ -156,6 +156,9 @@ BAD_FIELDS = [
     {"points": [[0, 0, 0], [1, 1, 1], [0, 1, 1]]},
     {"points": [[0, "a"], [1, 1], [0, 1]]},
     {"points": [[0, 1e300], [1, 1], [0, 1]]},
+    {"points": [[0, 10 ** 400], [1, 1], [0, 1]]},
+    {"grid": {**GRID, "xmax": 10 ** 400}},
+    {"k": 10 ** 400},
     {"labels": [0, 1]},
     {"labels": [0, 1, 5]},
     {"labels": [0, 1, True]},
@@ -189,12 +192,14 @@ def test_bad_knn_fields_are_422(client, change):
 @pytest.mark.parametrize("change", [
     {"W": [[1, 0], [0, 1]]}, {"W": [[1, 0], [0, 1], [1, "x"]]}, {"b": [0, 0]},
     {"labels": [3] * 30}, {"steps": -1}, {"steps": demos.MAX_STEPS + 1},
-    {"learning_rate": -0.1}, {"reg": 11}, {"loss": "hinge"},
+    {"learning_rate": -0.1}, {"learning_rate": 10 ** 400}, {"reg": 11}, {"loss": "hinge"},
+    {"W": [[1, 0], [0, 1], [10 ** 400, 0]]}, {"loss": "x" * 100_000},
 ])
 def test_bad_linear_fields_are_422(client, change):
     r = client.post("/v1/demo/linear", json=linear_body(**change))
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "bad_request"
+    assert len(r.json()["error"]["message"]) < 200, "a message quotes input, never all of it"
 
 
 def test_diverging_training_is_a_422_not_a_nan(client):
