@@ -492,9 +492,9 @@ def load_features(path: str | os.PathLike, name: str | None = None, *, check_fin
                               f"class indices 0..{MAX_UNNAMED_CLASSES - 1} (give "
                               f"{_CLASSES_FILE} to name the classes)")
         classes = [str(i) for i in range(top + 1)]
-    n_shards = len(xtr)
-    layout = f"{n_shards} shards" if n_shards > 1 else "one file"
+    layout = f"{len(xtr)} shards" if len(xtr) > 1 else "one file"
+    checked = "checked" if check_finite else "not checked"
     return Dataset(name=name or f"features:{folder}", X_train=X_train, y_train=y_train,
                    X_test=X_test, y_test=y_test, classes=classes,
                    source=f"{folder} (memory-mapped .npy, X_train {X_train.dtype} in "
-                          f"{layout}; finite values {'checked' if check_finite else 'not checked'})")
+                          f"{layout}; finite values {checked})")
