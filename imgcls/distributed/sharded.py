@@ -294,11 +294,12 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
                 q = self.client.scatter(Xq, hash=False)
                 tasks = [self.client.submit(
                     search_shards, q, k, self.metric, self.working_memory,
-                    [int(self.shard_offsets_[i]) for i in idx], *[self._shards[i] for i in idx],
+                    int(self.shard_rows_.sum()), [int(self.shard_offsets_[i]) for i in idx], *[self._shards[i] for i in idx],
                     workers=[w], allow_other_workers=True, pure=False)
                     for w, idx in groups.items()]
                 parts = self.client.gather(tasks)
-                return merge_topk([p[0] for p in parts], [p[1] for p in parts], k)
+                return merge_topk([p[0] for p in parts],
+                                  [p[1].astype(np.int64) for p in parts], k)
             except lost:
                 if attempt == _MAX_RETRIES:
                     raise

@@ -141,7 +141,7 @@ def merge_topk(dists, inds, k: int):
     return np.take_along_axis(dist, order, axis=1), np.take_along_axis(ind, order, axis=1)
 
 
-def search_shards(Xq, k: int, metric: str, working_memory, offsets, *shards):
+def search_shards(Xq, k: int, metric: str, working_memory, total_rows: int, offsets, *shards):
     """This worker's top k of ``Xq`` over its resident shards, with global indices.
 
     Parameters
@@ -150,6 +150,8 @@ def search_shards(Xq, k: int, metric: str, working_memory, offsets, *shards):
     k : int
     metric : str
     working_memory : float or None
+    total_rows : int
+        Training rows over all shards (global indices are below it).
     offsets : list of int
         Global index of each shard's first row.
     *shards : ndarray or FileShard
@@ -158,7 +160,7 @@ def search_shards(Xq, k: int, metric: str, working_memory, offsets, *shards):
     Returns
     -------
     dist : ndarray of shape (n_query, k_w), float64
-    ind : ndarray of shape (n_query, k_w), int64
+    ind : ndarray of shape (n_query, k_w), int32 (int64 beyond 2^31 - 1 rows)
         k_w = min(k, rows on this worker), sorted by (distance, global index).
     """
     from ..neighbors.search import knn_search
@@ -177,4 +179,8 @@ def search_shards(Xq, k: int, metric: str, working_memory, offsets, *shards):
                           n_jobs=n_jobs)
         dists.append(d)
         inds.append(i + int(offset))
-    return merge_topk(dists, inds, int(k))
+    dist, ind = merge_topk(dists, inds, int(k))
+    if int(total_rows) <= np.iinfo(np.int32).max:
+        # 12 bytes a neighbour on the wire instead of 16; the client widens it
+        ind = ind.astype(np.int32)
+    return dist, ind
