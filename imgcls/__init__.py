@@ -26,6 +26,11 @@ _LAZY = {
     "NearestNeighbor": "imgcls.neighbors",
     "LinearSVM": "imgcls.linear",
     "Softmax": "imgcls.linear",
+    "Pixels": "imgcls.features",
+    "HOG": "imgcls.features",
+    "ColorHistogram": "imgcls.features",
+    "KMeansFeatures": "imgcls.features",
+    "make_features": "imgcls.features",
     "save": "imgcls.io",
     "load": "imgcls.io",
 }

@@ -27,6 +27,11 @@ class Pixels(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {}
     _learned_attribute_schema = image_schema()
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
     def fit(self, X, y=None):
         """Record the shape of the images.
 
