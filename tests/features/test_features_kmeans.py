@@ -60,12 +60,12 @@ def test_whitened_patches_have_identity_covariance():
 
 
 def test_fitted_patches_are_whitened():
-    X = _images(60)
+    X = _images(30)
     f = KMeansFeatures(n_centroids=5, n_patches=5000, max_iter=2, random_state=0).fit(X)
     from imgcls.features import _kmeans_kernels as kern
-    A = np.empty((60 * 49, 108), np.float32)
+    A = np.empty((30 * 49, 108), np.float32)
     kern.all_patches(X, 6, 10.0, A)
-    # n_patches >= the 60 x 49 positions: fit saw every patch, each once
+    # n_patches >= the 30 x 49 positions: fit saw every patch, each once
     W = (A - f.mean_) @ f.whitening_
     np.testing.assert_allclose(W.mean(0), 0, atol=1e-3)
     D, V = np.linalg.eigh(np.cov(A.astype(np.float64), rowvar=False))
