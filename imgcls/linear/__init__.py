@@ -4,7 +4,9 @@
 - :mod:`~imgcls.linear.reference` — the lecture's loop versions (test oracles);
 - :mod:`~imgcls.linear.optim`, :mod:`~imgcls.linear.schedules` — update rules, learning rates;
 - :mod:`~imgcls.linear.preprocess` — pixel scaling, mean image, standardisation;
-- :mod:`~imgcls.linear.base` — the shared estimator (minibatch loop, early stopping, history);
+- :mod:`~imgcls.linear.base` — the shared estimator API (parameters, fit, predict);
+- :mod:`~imgcls.linear.trainer`, :mod:`~imgcls.linear.lbfgs` — the minibatch loop
+  (early stopping, history, divergence) and the full-batch L-BFGS path;
 - :class:`LinearSVM`, :class:`Softmax` — the estimators.
 """
 

@@ -3,15 +3,19 @@
 COMMON_PARAMETERS = """
     learning_rate : float, default=0.03
         Base step size (the optimiser's; with Adam about the largest change of a
-        weight per step).  The defaults (Adam, 0.03, cosine decay, 5 epochs of
-        batches of 256) reach ~0.925 test accuracy on MNIST in a few seconds at most;
+        weight per step).  The defaults (Adam, 0.03, cosine decay, ``epochs="auto"``
+        of batches of 256) reach ~0.925 test accuracy on MNIST in a few seconds;
         for ``"sgd"``/``"momentum"`` a larger rate (0.1-1) is usual.
     reg : float, default=1e-4
         L2 strength: the objective adds ``reg * sum(W_**2)`` (the bias is not
         penalised).
-    epochs : int, default=5
+    epochs : int or "auto", default="auto"
         Passes over the training data (for ``optimizer="lbfgs"``: the maximum
         number of L-BFGS iterations, each one full pass plus line search).
+        ``"auto"`` is a step budget: at least 5 epochs and 500 minibatch steps,
+        at most 100 epochs (:func:`imgcls.linear.base.auto_epochs`; MNIST: 5
+        epochs, scikit-learn's digits: 84); 500 L-BFGS iterations; 5 epochs a
+        cosine period for ``partial_fit``.
     batch_size : int, default=256
         Samples per minibatch; ``batch_size >= n_samples`` is full-batch gradient descent.
     optimizer : {"adam", "sgd", "momentum", "nesterov", "lbfgs"}, default="adam"

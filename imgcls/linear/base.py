@@ -1,13 +1,11 @@
 """The shared estimator behind :class:`LinearSVM` and :class:`Softmax`.
 
-Training in short: the data is validated, preprocessed once (see
-:mod:`imgcls.linear.preprocess`) into a float32 C-contiguous matrix, and then
-each epoch draws one random permutation and walks it in minibatches; every
-minibatch is one call of the fused kernel in :mod:`imgcls.linear._kernels`
-(scores, loss and data gradient, reading rows through the permutation, so no
-batch copies), plus the L2 term and one optimiser step.  ``optimizer="lbfgs"``
-instead minimises the full-batch objective with SciPy's L-BFGS-B in float64,
-for exact optima on small problems.
+This module is the estimator API: parameters and their constraints, the
+learned-attribute schema, input validation, ``fit`` / ``partial_fit`` /
+``predict`` and the rest.  Training itself is elsewhere: the minibatch loop in
+:mod:`imgcls.linear.trainer` (configured by one :class:`TrainConfig` built from
+the parameters) and the full-batch L-BFGS path in :mod:`imgcls.linear.lbfgs`;
+the data is preprocessed as in :mod:`imgcls.linear.preprocess`.
 
 Every fit is transactional: the new weights, statistics and history are built
 in local variables and only assigned when training succeeded, so a bad input or
@@ -16,27 +14,31 @@ a diverging run leaves the estimator exactly as it was.
 
 from __future__ import annotations
 
-import math
-import sys
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import StrOptions
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import (CLASSIFIER_ATTRIBUTES, Array, Float, Int, Interval, Records,
                            Schema, flatten_images)
 from ..config import get_config
-from ..errors import TrainingDivergedError
-from . import _kernels
-from .losses import get_loss
+from .lbfgs import train_lbfgs
 from .optim import OPTIMIZERS, make_optimizer
 from .preprocess import fit_preprocessing, transform
-from .schedules import SCHEDULES, learning_rate_at
+from .schedules import SCHEDULES
+from .trainer import TrainConfig, train
+
+#: ``epochs="auto"``: at least this many epochs ...
+AUTO_MIN_EPOCHS = 5
+#: ... and at least this many minibatch steps (see :func:`auto_epochs`) ...
+AUTO_MIN_STEPS = 500
+#: ... but no more epochs than this (a tiny data set gets full-batch steps).
+AUTO_MAX_EPOCHS = 100
+#: ``epochs="auto"`` with ``optimizer="lbfgs"``: at most this many L-BFGS iterations.
+AUTO_LBFGS_ITERATIONS = 500
 
 
 class LinearClassifierBase(ClassifierMixin, BaseEstimator):
@@ -52,7 +54,7 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
     _parameter_constraints = {
         "learning_rate": [Interval(Real, 0, np.inf, closed="neither")],
         "reg": [Interval(Real, 0, np.inf, closed="left")],
-        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "epochs": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "optimizer": [StrOptions({*OPTIMIZERS, "lbfgs"})],
         "momentum": [Interval(Real, 0, 1, closed="left")],
@@ -90,7 +92,7 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
             "n_iter_": Int(dim="n_epochs"),
         })
 
-    def __init__(self, learning_rate=0.03, reg=1e-4, epochs=5, batch_size=256,
+    def __init__(self, learning_rate=0.03, reg=1e-4, epochs="auto", batch_size=256,
                  optimizer="adam", momentum=0.9, schedule="cosine", step_size=5, gamma=0.5,
                  scale="auto", center=True, standardize=False, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=3, tol=1e-4, random_state=None,
@@ -291,7 +293,7 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
                              f"samples of at least two classes")
         yi = yi.astype(np.int64)
         rng = self._rng()
-        Xv = yv = None
+        rows = validation = None
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ValueError("X_val and y_val must be given together")
@@ -303,23 +305,26 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
             if y_val.ndim != 1 or len(y_val) != Xv.shape[0]:
                 raise ValueError(f"X_val has {Xv.shape[0]} samples but y_val has shape "
                                  f"{y_val.shape}")
-            yv = self._labels_to_index(y_val, classes, "y_val")
+            validation = (Xv, self._labels_to_index(y_val, classes, "y_val"), None)
         elif self.early_stopping and self.optimizer != "lbfgs":
-            X, yi, Xv, yv = _holdout(X, yi, self.validation_fraction, rng)
+            # index arrays into X, not copies of its two parts
+            rows, val_rows = _holdout(yi, self.validation_fraction, rng)
+            validation = (X, yi, val_rows)
 
-        stats = fit_preprocessing(X, self.scale, self.center, self.standardize)
+        stats = fit_preprocessing(X, self.scale, self.center, self.standardize, rows=rows)
         n_classes, n_features = len(classes), X.shape[1]
+        n_train = X.shape[0] if rows is None else len(rows)
+        config = self._train_config(n_train)
         if self.optimizer == "lbfgs":
-            W, b, history = self._fit_lbfgs(X, yi, Xv, yv, stats, n_classes)
+            W, b, history = train_lbfgs(X, yi, n_classes, config, stats=stats,
+                                        validation=validation)
             opt = None
         else:
-            Xp = _to_float32(X, stats)
-            Xvp = None if Xv is None else _to_float32(Xv, stats, "X_val")
             W = np.zeros((n_classes, n_features), dtype=np.float32)
             b = np.zeros(n_classes, dtype=np.float32)
             opt = make_optimizer(self.optimizer, self.momentum)
-            history = self._run_epochs(Xp, yi, Xvp, yv, W, b, opt, 0, self.epochs,
-                                       rng, self.early_stopping and Xv is not None)
+            history = train(X, yi, W, b, config, stats=stats, optimizer=opt, rng=rng,
+                            rows=rows, validation=validation)
         self._commit(classes, image_shape, stats, W, b, history, opt, rng)
         return self
 
@@ -362,10 +367,33 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
                                                                          self.momentum)
         rng = getattr(self, "_rng_state", None) or self._rng()
         rng = _copy_rng(rng)
-        Xp = _to_float32(X, stats)
-        history += self._run_epochs(Xp, yi, None, None, W, b, opt, done, 1, rng, False)
+        # each call is one epoch of a schedule whose length does not depend on the
+        # size of the chunks, hence no step budget (see ``auto_epochs``)
+        config = self._train_config(None)
+        history += train(X, yi, W, b, config, stats=stats, optimizer=opt, rng=rng,
+                         epoch0=done, n_epochs=1)
         self._commit(classes, image_shape, stats, W, b, history, opt, rng)
         return self
+
+    def _train_config(self, n_train):
+        """The trainer's :class:`TrainConfig` for ``n_train`` samples (None: partial_fit)."""
+        epochs = self.epochs
+        if epochs == "auto":
+            if self.optimizer == "lbfgs":
+                epochs = AUTO_LBFGS_ITERATIONS
+            elif n_train is None:
+                epochs = AUTO_MIN_EPOCHS
+            else:
+                epochs = auto_epochs(n_train, self.batch_size)
+        hint = ", or scale the features" if self.scale == "auto" and not self.center else ""
+        return TrainConfig(
+            loss=self._loss, learning_rate=float(self.learning_rate), reg=float(self.reg),
+            epochs=int(epochs), batch_size=int(self.batch_size), schedule=self.schedule,
+            step_size=int(self.step_size), gamma=float(self.gamma),
+            delta=float(self._loss_params().get("delta", 1.0)),
+            early_stopping=bool(self.early_stopping),
+            n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol),
+            verbose=bool(self.verbose), name=type(self).__name__, hint=hint)
 
     def _commit(self, classes, image_shape, stats, W, b, history, opt, rng):
         self.classes_ = classes
@@ -378,144 +406,26 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
         self._optimizer = opt
         self._rng_state = rng
 
-    def _diverged(self, epoch, what="loss"):
-        return TrainingDivergedError(
-            f"{type(self).__name__}: the {what} diverged (became NaN or infinite) at epoch "
-            f"{epoch}; try a smaller learning_rate (now {self.learning_rate:g})"
-            + (", or scale the features" if self.scale == "auto" and not self.center else ""))
 
-    def _run_epochs(self, X, y, Xv, yv, W, b, opt, epoch0, n_epochs, rng, early_stop):
-        """Minibatch training for ``n_epochs`` epochs, updating W and b in place."""
-        # a diverging run overflows on its way to inf; that is detected and reported
-        # as TrainingDivergedError below, so numpy's warnings would only be noise
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._epochs(X, y, Xv, yv, W, b, opt, epoch0, n_epochs, rng, early_stop)
+def auto_epochs(n_samples, batch_size):
+    """Epochs of ``epochs="auto"`` for ``n_samples`` training samples.
 
-    def _epochs(self, X, y, Xv, yv, W, b, opt, epoch0, n_epochs, rng, early_stop):
-        n, n_features = X.shape
-        n_classes = W.shape[0]
-        bs = min(self.batch_size, n)
-        n_batches = -(-n // bs)
-        kind = _kernels.SVM if self._loss == "svm" else _kernels.SOFTMAX
-        delta = float(self._loss_params().get("delta", 1.0))
-        reg = float(self.reg)
-        two_reg = np.float32(2 * reg)
-        gW_parts = np.empty((_kernels.N_CHUNKS, n_classes, n_features), dtype=np.float32)
-        gb_parts = np.empty((_kernels.N_CHUNKS, n_classes))
-        stats = np.empty((_kernels.N_CHUNKS, 2))
-        gW = np.empty_like(W)
-        gb = np.empty(n_classes)
-        history = []
-        best = (-np.inf, None, None)
-        no_improve = 0
-        for e in range(n_epochs):
-            epoch = epoch0 + e
-            perm = rng.permutation(n)
-            loss_sum = 0.0
-            correct = 0.0
-            lr0 = None
-            for k in range(n_batches):
-                rows = perm[k * bs:(k + 1) * bs]
-                m = rows.shape[0]
-                lr = learning_rate_at(self.schedule, self.learning_rate, epoch + k / n_batches,
-                                      self.epochs, self.step_size, self.gamma)
-                lr0 = lr if lr0 is None else lr0
-                _kernels.minibatch_grad(X, rows, y, W, b, kind, delta, gW_parts, gb_parts,
-                                        stats)
-                _kernels.sum_parts(gW_parts, gb_parts, gW, gb)
-                w_flat = W.ravel()
-                batch_loss = stats[:, 0].sum() / m + reg * float(np.dot(w_flat, w_flat))
-                if not math.isfinite(batch_loss):
-                    raise self._diverged(epoch + 1)
-                loss_sum += batch_loss * m
-                correct += stats[:, 1].sum()
-                gW *= np.float32(1.0 / m)
-                gW += two_reg * W
-                opt.step([W, b], [gW, (gb / m).astype(np.float32)], lr)
-            if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
-                raise self._diverged(epoch + 1, "weights")
-            val_acc = None
-            if Xv is not None:
-                val_acc = float(np.mean(np.argmax(Xv @ W.T + b, axis=1) == yv))
-            history.append({"epoch": epoch + 1, "loss": float(loss_sum / n),
-                            "train_acc": float(correct / n),
-                            "val_acc": val_acc, "lr": lr0})
-            if self.verbose:
-                print(f"{type(self).__name__} epoch {epoch + 1}: loss {loss_sum / n:.5f}, "
-                      f"train acc {correct / n:.4f}"
-                      + ("" if val_acc is None else f", val acc {val_acc:.4f}")
-                      + f", lr {lr0:.3g}", file=sys.stdout, flush=True)
-            if early_stop:
-                if val_acc > best[0] + self.tol:
-                    best = (val_acc, W.copy(), b.copy())
-                    no_improve = 0
-                else:
-                    no_improve += 1
-                    if no_improve >= self.n_iter_no_change:
-                        break
-        if early_stop and best[1] is not None:
-            # keep the weights of the best validation epoch, not of the last one
-            W[...] = best[1]
-            b[...] = best[2]
-        return history
-
-    def _fit_lbfgs(self, X, y, Xv, yv, stats, n_classes):
-        """Full-batch minimisation of the regularised loss with SciPy's L-BFGS-B (float64)."""
-        from scipy.optimize import minimize
-
-        Xp = transform(X, *stats, dtype=np.float64)
-        Xvp = None if Xv is None else transform(Xv, *stats, dtype=np.float64)
-        n_features = Xp.shape[1]
-        loss_fn = get_loss(self._loss)
-        kw = self._loss_params()
-        reg = float(self.reg)
-        size = n_classes * n_features
-
-        def fun(theta):
-            W = theta[:size].reshape(n_classes, n_features)
-            loss, dW, db = loss_fn(W, theta[size:], Xp, y, reg, **kw)
-            if not math.isfinite(loss):
-                raise self._diverged(len(history) + 1)
-            return loss, np.concatenate([dW.ravel(), db])
-
-        history = []
-
-        def callback(intermediate_result):
-            theta = intermediate_result.x
-            W, b = theta[:size].reshape(n_classes, n_features), theta[size:]
-            acc = float(np.mean(np.argmax(Xp @ W.T + b, axis=1) == y))
-            val = None if Xvp is None else float(np.mean(np.argmax(Xvp @ W.T + b, axis=1) == yv))
-            history.append({"epoch": len(history) + 1, "loss": float(intermediate_result.fun),
-                            "train_acc": acc, "val_acc": val, "lr": None})
-
-        res = minimize(fun, np.zeros(size + n_classes), jac=True, method="L-BFGS-B",
-                       callback=callback,
-                       options={"maxiter": self.epochs, "maxfun": 2 * self.epochs + 20,
-                                "ftol": 1e3 * np.finfo(float).eps, "gtol": 1e-9})
-        if res.status == 1:
-            warnings.warn(f"{type(self).__name__}: L-BFGS stopped after {self.epochs} "
-                          f"iterations without converging; increase epochs",
-                          ConvergenceWarning, stacklevel=3)
-        theta = res.x
-        if not np.all(np.isfinite(theta)):
-            raise self._diverged(len(history), "weights")
-        return theta[:size].reshape(n_classes, n_features), theta[size:], history
+    At least ``AUTO_MIN_EPOCHS`` epochs and ``AUTO_MIN_STEPS`` minibatch steps,
+    at most ``AUTO_MAX_EPOCHS`` epochs.  A fixed epoch count gives a small data
+    set too few optimiser steps (digits: 5 epochs of 6 batches of 256 are 30
+    steps) and a large one more than it needs; a budget of steps gives each
+    about the same optimisation.  Data sets of 100 or more batches an epoch keep
+    ``AUTO_MIN_EPOCHS``, so their fit time does not grow.
+    """
+    n_batches = -(-n_samples // min(batch_size, n_samples))
+    return min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, -(-AUTO_MIN_STEPS // n_batches)))
 
 
-def _to_float32(X, stats, name="X"):
-    """The preprocessed float32 training matrix; refuses values float32 cannot hold."""
-    with np.errstate(over="ignore", invalid="ignore"):  # judged just below
-        Xp = transform(X, *stats)
-    # integer pixels and float32 input always fit; wider floats (or a tiny ``scale``)
-    # may not, and an inf feature would surface later as a "diverged" loss
-    if not (X.dtype.kind in "ub" and X.dtype.itemsize <= 2) and not np.isfinite(Xp).all():
-        raise ValueError(f"{name} has values too large for float32 after preprocessing "
-                         f"(|x| > 3.4e38); rescale the features or set scale")
-    return Xp
+def _holdout(y, fraction, rng):
+    """Indices (train, val) splitting off ``fraction`` of the samples.
 
-
-def _holdout(X, y, fraction, rng):
-    """Split off ``fraction`` of the samples (stratified when every class allows it)."""
+    Stratified when every class allows it; both index arrays are sorted.
+    """
     n = len(y)
     n_val = max(1, int(round(fraction * n)))
     if n_val >= n:
@@ -533,7 +443,7 @@ def _holdout(X, y, fraction, rng):
         val = np.sort(rng.permutation(n)[:n_val])
     mask = np.ones(n, dtype=bool)
     mask[val] = False
-    return X[mask], y[mask], X[val], y[val]
+    return np.flatnonzero(mask), val
 
 
 def _copy_optimizer(opt):

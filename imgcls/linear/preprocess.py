@@ -38,8 +38,11 @@ def input_scale_for(X, scale):
     return float(scale)
 
 
-def fit_preprocessing(X, scale="auto", center=True, standardize=False):
+def fit_preprocessing(X, scale="auto", center=True, standardize=False, rows=None):
     """Learn the preprocessing statistics from the training data ``X`` (n, d).
+
+    ``rows`` (sorted int indices), if given, restricts the statistics to
+    ``X[rows]`` without copying it (e.g. the training part of a hold-out split).
 
     Returns
     -------
@@ -48,20 +51,26 @@ def fit_preprocessing(X, scale="auto", center=True, standardize=False):
     scale : ndarray of shape (n_features,), float64
     """
     n, d = X.shape
+    if rows is not None:
+        n = len(rows)
+
+    def block_at(i):
+        return X[i:i + _BLOCK_ROWS] if rows is None else X[rows[i:i + _BLOCK_ROWS]]
+
     s = input_scale_for(X, scale)
     mean = np.zeros(d)
     std = np.ones(d)
     if center or standardize:
         total = np.zeros(d)
         for i in range(0, n, _BLOCK_ROWS):
-            total += X[i:i + _BLOCK_ROWS].sum(axis=0, dtype=np.float64)
+            total += block_at(i).sum(axis=0, dtype=np.float64)
         mu = total / (n * s)
         if center:
             mean = mu
         if standardize:
             sq = np.zeros(d)
             for i in range(0, n, _BLOCK_ROWS):
-                block = X[i:i + _BLOCK_ROWS].astype(np.float64) / s - mu
+                block = block_at(i).astype(np.float64) / s - mu
                 sq += np.einsum("ij,ij->j", block, block)
             sd = np.sqrt(sq / n)
             # a constant feature carries no information; dividing by 1 keeps it at 0
@@ -70,14 +79,50 @@ def fit_preprocessing(X, scale="auto", center=True, standardize=False):
     return s, mean, std
 
 
+def coefficients(input_scale, mean, scale, dtype=np.float32):
+    """``(shift, mult)`` with ``x' = (x - shift) * mult``, in ``dtype``.
+
+    ``(x / s - mean) / scale == (x - s * mean) * (1 / (s * scale))``: one
+    subtraction and one multiplication per element.  Every transform (the whole
+    matrix, or one gathered minibatch) goes through these same two operations,
+    so both give bit-for-bit the same values.
+    """
+    return (input_scale * mean).astype(dtype), (1.0 / (input_scale * scale)).astype(dtype)
+
+
+def transform_rows(X, rows, out, coef):
+    """Write the preprocessed ``X[rows]`` into ``out`` (m, d), without a copy of ``X``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    rows : int ndarray of shape (m,)
+    out : ndarray of shape (>= m, n_features)
+        Float buffer; its first ``m`` rows are overwritten.
+    coef : tuple
+        ``(shift, mult)`` from :func:`coefficients` in ``out``'s dtype.
+
+    Returns
+    -------
+    ndarray of shape (m, n_features)
+        The filled view of ``out``.
+    """
+    block = out[:rows.shape[0]]
+    if X.dtype == block.dtype:
+        np.take(X, rows, axis=0, out=block)
+    else:
+        block[...] = X[rows]  # a gathered copy of m rows in X's own (smaller) dtype
+    block -= coef[0]
+    block *= coef[1]
+    return block
+
+
 def transform(X, input_scale, mean, scale, dtype=np.float32):
     """Apply the fitted preprocessing; returns a new C-contiguous ``dtype`` array (n, d)."""
     n, d = X.shape
     out = np.empty((n, d), dtype=dtype)
-    # (x / s - mean) / scale == (x - s * mean) * (1 / (s * scale)): one subtraction and
-    # one multiplication per element, done in blocks to avoid float64 temporaries
-    shift = (input_scale * mean).astype(dtype)
-    mult = (1.0 / (input_scale * scale)).astype(dtype)
+    # done in blocks to avoid float64 temporaries
+    shift, mult = coefficients(input_scale, mean, scale, dtype)
     # blocks of ~1 MB stay in cache for the three passes over them
     rows = max(1, 2**20 // (4 * max(1, d)))
 

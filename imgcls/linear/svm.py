@@ -27,7 +27,7 @@ class LinearSVM(LinearClassifierBase):
     _parameter_constraints = {**LinearClassifierBase._parameter_constraints,
                               "delta": [Interval(Real, 0, np.inf, closed="neither")]}
 
-    def __init__(self, learning_rate=0.03, reg=1e-4, epochs=5, batch_size=256,
+    def __init__(self, learning_rate=0.03, reg=1e-4, epochs="auto", batch_size=256,
                  optimizer="adam", momentum=0.9, schedule="cosine", step_size=5, gamma=0.5,
                  delta=1.0, scale="auto", center=True, standardize=False, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=3, tol=1e-4, random_state=None,

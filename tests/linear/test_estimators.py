@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from imgcls.errors import TrainingDivergedError
 from imgcls.linear import LinearSVM, Softmax
-from imgcls.linear import _kernels
+from imgcls.linear import _kernels, base
 from imgcls.linear.losses import softmax_loss, svm_loss
 from imgcls.linear.preprocess import transform
 
@@ -57,7 +57,9 @@ def test_learns_blobs_and_images(cls):
     assert est.score(X[200:], y[200:]) > 0.95
     assert est.W_.shape == (4, 20) and est.b_.shape == (4,)
     assert est.decision_function(X).shape == (300, 4)
-    assert len(est.history_) == est.epochs == est.n_iter_
+    # epochs="auto": 200 samples are one batch of 256, so the step budget asks for
+    # more epochs than the cap allows
+    assert len(est.history_) == est.n_iter_ == base.AUTO_MAX_EPOCHS
     h = est.history_[-1]
     assert set(h) == {"epoch", "loss", "train_acc", "val_acc", "lr"} and h["val_acc"] is None
     assert est.history_[-1]["loss"] < est.history_[0]["loss"]
@@ -291,9 +293,10 @@ BAD_PARAMS = [
     ("learning_rate", float("nan"), _FLOAT_POSITIVE),
     ("learning_rate", float("inf"), _FLOAT_POSITIVE),
     ("batch_size", 0, _COUNT),
-    ("epochs", 0, _COUNT),
-    ("epochs", 2.5, _COUNT),
-    ("epochs", True, _COUNT),
+    ("epochs", "many", "a str among {'auto'} or " + _COUNT),
+    ("epochs", 0, "a str among {'auto'} or " + _COUNT),
+    ("epochs", 2.5, "a str among {'auto'} or " + _COUNT),
+    ("epochs", True, "a str among {'auto'} or " + _COUNT),
     ("optimizer", "rmsprop", "a str among {..."),
     ("schedule", "linear", "a str among {..."),
     ("momentum", 1.0, "a float in the range [0.0, 1.0)"),

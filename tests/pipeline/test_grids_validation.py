@@ -1,7 +1,7 @@
 """The study's grids and estimators go through the estimators' parameter constraints."""
 
 import pytest
-from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils._param_validation import InvalidParameterError, StrOptions
 
 from imgcls.errors import ConfigError
 from imgcls.linear import LinearSVM
@@ -21,7 +21,8 @@ def test_default_grids_are_unchanged_and_valid():
 
 
 def test_default_linear_grid_is_checked_against_the_constraints(monkeypatch):
-    tighter = {**LinearSVM._parameter_constraints, "epochs": [_interval(1, 15)]}
+    tighter = {**LinearSVM._parameter_constraints,
+               "epochs": [StrOptions({"auto"}), _interval(1, 15)]}
     monkeypatch.setattr(LinearSVM, "_parameter_constraints", tighter)
     with pytest.raises(ConfigError, match=r"^default svm grid point \d+ of 18 \(epochs=20, "
                                           r"learning_rate=.*\): The 'epochs' parameter"):
