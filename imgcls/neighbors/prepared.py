@@ -123,8 +123,9 @@ class PreparedTrainingSet:
         self._inv = None
         self._cols = None
         self._cols_done = False
-        self._f32 = None
-        self._f32_metric = None
+        # (metric, float32 copy) or None: one attribute, so that a search
+        # running in another thread never sees a copy with another's metric
+        self._kept = None
 
     @property
     def n(self):
@@ -181,8 +182,9 @@ class PreparedTrainingSet:
         length (in float64, rounded once).  A slice of the kept copy when there
         is one, else converted now (a view when nothing needs converting).
         """
-        if self._f32 is not None and self._f32_metric == metric:
-            return self._f32[start:stop]
+        kept = self._kept
+        if kept is not None and kept[0] == metric:
+            return kept[1][start:stop]
         cols = self.columns(budget)
         inv = self.inverse_norms(budget)[start:stop] if metric == "cosine" else None
         return columns_f32(self.X[start:stop], cols, inv)
@@ -207,9 +209,10 @@ class PreparedTrainingSet:
         if metric == "cosine":
             self.inverse_norms(budget)
         self.columns(budget)
-        if self._f32_metric == metric and self._f32 is not None:
+        kept = self._kept
+        if kept is not None and kept[0] == metric:
             return self
-        self._f32 = self._f32_metric = None
+        self._kept = None
         size = self.gemm_copy_bytes(metric, budget)
         if 0 < size <= self.cache_bytes:
             width = size // (4 * max(1, self.n))
@@ -217,19 +220,21 @@ class PreparedTrainingSet:
             rows = max(1, int(budget // 4 // (self.X.shape[1] * 8 + 1)))
             for s, e in _row_blocks(self.n, rows):
                 copy[s:e] = self.gemm_rows(metric, s, e, budget)
-            self._f32, self._f32_metric = copy, metric
+            self._kept = (metric, copy)
         return self
 
     def set_cache_bytes(self, cache_bytes):
         """Change the kept copy's limit; a copy over the new limit is dropped."""
         self.cache_bytes = max(0, int(cache_bytes))
-        if self._f32 is not None and self._f32.nbytes > self.cache_bytes:
-            self._f32 = self._f32_metric = None
+        kept = self._kept
+        if kept is not None and kept[1].nbytes > self.cache_bytes:
+            self._kept = None
 
     @property
     def cached_bytes(self):
         """Bytes held by the kept float32 copy (0 when there is none)."""
-        return 0 if self._f32 is None else self._f32.nbytes
+        kept = self._kept
+        return 0 if kept is None else kept[1].nbytes
 
     # ------------------------------------------------ rows for the kernels ---
     def kernel_blocks(self, budget):
