@@ -185,6 +185,12 @@ class KMeansFeatures(TransformerMixin, BaseEstimator):
         ------
         ValueError
             Images smaller than the patch, or fewer patches than centroids.
+
+        Notes
+        -----
+        The sampled patches are the k-means training set and are held whole:
+        n_patches x d float32 (165 MiB at the defaults on RGB images), beside
+        the images; the assignment blocks stay within ``working_memory``.
         """
         self._validate_params()
         X = self._check(X)
