@@ -131,6 +131,7 @@ class Stats:
         self.e2e, self.handler, self.statuses = [], [], {}
         self.wrong = 0
         self.bad_status = 0
+        self.cpu_s = None
 
 
 async def _client(port, requests, order, stats: Stats, on_count=None):
@@ -163,8 +164,12 @@ async def _client(port, requests, order, stats: Stats, on_count=None):
         writer.close()
 
 
-def load(port, requests, n, clients, seed=0, on_count=None) -> tuple[Stats, float]:
-    """``n`` requests drawn from ``requests`` over ``clients`` connections; (stats, seconds)."""
+def load(port, requests, n, clients, seed=0, on_count=None, server=None
+         ) -> tuple[Stats, float]:
+    """``n`` requests drawn from ``requests`` over ``clients`` connections; (stats, seconds).
+
+    With ``server``, ``stats.cpu_s`` is the CPU time the server process spent meanwhile.
+    """
     rng = np.random.default_rng(seed)
     order = rng.integers(0, len(requests), n) if len(requests) > 1 else np.zeros(n, int)
     stats = Stats()
@@ -174,9 +179,12 @@ def load(port, requests, n, clients, seed=0, on_count=None) -> tuple[Stats, floa
         await asyncio.gather(*(_client(port, requests, p.tolist(), stats, on_count)
                                for p in parts))
 
+    cpu0 = server.cpu_seconds() if server is not None else None
     t0 = time.perf_counter()
     _run(main())
-    return stats, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    stats.cpu_s = server.cpu_seconds() - cpu0 if server is not None else None
+    return stats, seconds
 
 
 def _run(coro):
@@ -219,6 +227,13 @@ class Server:
                 if name in ("VmRSS", "VmHWM"):
                     fields[name] = int(value.split()[0]) / 1024
         return fields
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (all its threads)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -263,7 +278,9 @@ def _row(name, model, clients, stats: Stats, seconds, **extra) -> dict:
     return {"run": name, "model": model, "clients": clients, "requests": n,
             "handler_p50_ms": _ms(stats.handler, 50), "handler_p99_ms": _ms(stats.handler, 99),
             "e2e_p50_ms": _ms(stats.e2e, 50), "e2e_p99_ms": _ms(stats.e2e, 99),
-            "req_per_s": n / seconds, "5xx": sum(c for s, c in stats.statuses.items()
+            "req_per_s": n / seconds,
+            "server_cpu_ms_per_req": stats.cpu_s * 1e3 / n if stats.cpu_s is not None else None,
+            "5xx": sum(c for s, c in stats.statuses.items()
                                                  if s >= 500 or s == 0),
             "unexpected_status": stats.bad_status, "wrong_answers": stats.wrong, **extra}
 
@@ -292,15 +309,15 @@ def run(data, quick: bool) -> list[dict]:
 
             load(server.port, good, 200, 1)  # warm-up: imports, JIT, allocator
             load(server.port, good_knn, 10, 1)
-            stats, s = load(server.port, good, N_LATENCY[q], 1)
+            stats, s = load(server.port, good, N_LATENCY[q], 1, server=server)
             rows.append(_row("latency (PNG upload)", "softmax", 1, stats, s))
-            stats, s = load(server.port, good_json, N_LATENCY[q], 1)
+            stats, s = load(server.port, good_json, N_LATENCY[q], 1, server=server)
             rows.append(_row("latency (JSON pixels)", "softmax", 1, stats, s))
-            stats, s = load(server.port, good_knn, N_KNN[q], 1)
+            stats, s = load(server.port, good_knn, N_KNN[q], 1, server=server)
             rows.append(_row("latency (PNG upload)", f"kNN k=3 L2, {len(knn.X_fit_)} images",
                              1, stats, s))
             for c in CONCURRENCY:
-                stats, s = load(server.port, good, N_THROUGHPUT[q], c, seed=c)
+                stats, s = load(server.port, good, N_THROUGHPUT[q], c, seed=c, server=server)
                 rows.append(_row("throughput", "softmax", c, stats, s))
 
             bad = bad_requests(soft_path, digits[0])
@@ -315,7 +332,8 @@ def run(data, quick: bool) -> list[dict]:
                 if count[0] == RSS_FIRST:
                     first.update(server.memory())
 
-            stats, s = load(server.port, mixed, N_MIXED[q], 32, seed=7, on_count=on_count)
+            stats, s = load(server.port, mixed, N_MIXED[q], 32, seed=7, on_count=on_count,
+                            server=server)
             end = server.memory()
             alive = server.alive()
             rows.append(_row("mixed, 30% bad", "softmax", 32, stats, s,
@@ -335,7 +353,7 @@ def write_results(rows, quick: bool) -> Path:
     path = RESULTS / ("serve-quick.md" if quick else "serve.md")
     latency = [{k: r[k] for k in ("run", "model", "clients", "requests", "handler_p50_ms",
                                   "handler_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "req_per_s",
-                                  "5xx", "unexpected_status", "wrong_answers")} for r in rows]
+                                  "server_cpu_ms_per_req", "5xx", "unexpected_status", "wrong_answers")} for r in rows]
     mixed = [r for r in rows if "rss_at_end_MiB" in r]
     text = [f"# serve — {time.strftime('%Y-%m-%d %H:%M')}", "",
             f"machine: {os.cpu_count()} cores (server and load generator share them); "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,9 @@ log = logging.getLogger("imgcls.serve")
 # Characters escaped in every JSON body: JSON stays valid (they only occur
 # inside strings), and a response mistaken for HTML holds no markup.
 _ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+# The predict route's path, as Starlette compiles "/v1/models/{name}:predict".
+_PREDICT_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+):predict$")
 
 # Short codes of the HTTP errors Starlette raises itself (routing).
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
@@ -143,6 +147,36 @@ def error_response(status: int, code: str, message: str) -> Response:
     """The one error shape: ``{"error": {"code": code, "message": one line}}``."""
     return json_response({"error": {"code": code, "message": " ".join(str(message).split())}},
                          status)
+
+
+class _PredictFastPath:
+    """Pure ASGI middleware sending ``POST /v1/models/{name}:predict`` straight to its handler.
+
+    The handler (:func:`imgcls.serve.api.predict`) is the one the FastAPI route
+    declares (and documents); calling it here skips FastAPI's routing and
+    dependency resolution, which cost as much as decoding and classifying a
+    28 x 28 image.  Its :class:`ApiError` becomes the same JSON error as through
+    the route; anything else propagates to the application's error handling.
+    It sits inside the CORS and header middleware, so responses are the same.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            m = _PREDICT_PATH.match(scope["path"])
+            if m is not None:
+                from starlette.requests import Request
+
+                from .api import predict
+
+                try:
+                    response = await predict(Request(scope, receive), m.group(1))
+                except ApiError as exc:
+                    response = error_response(exc.status, exc.code, exc.message)
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 class _SafetyHeaders:
@@ -258,6 +292,7 @@ def create_app(model_paths: Sequence[str | os.PathLike], *, key: bytes | str | N
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(demos.router)
+    app.add_middleware(_PredictFastPath)  # innermost: inside CORS and the headers
     if origins:
         from starlette.middleware.cors import CORSMiddleware
 
