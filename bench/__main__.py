@@ -20,7 +20,7 @@ import time
 
 from .common import RESULTS, load_mnist, markdown_table, mnist_root
 
-SECTIONS = ("datasets", "knn", "linear", "cv", "scale", "distributed", "features")
+SECTIONS = ("datasets", "knn", "linear", "cv", "scale", "distributed", "features", "serve")
 # run only when named: ImageNet-size data, an hour or more on 2 cores (bench/scale.py)
 ON_REQUEST = ("scale",)
 
