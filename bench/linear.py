@@ -138,3 +138,49 @@ def run(data, quick):
         row["anchor"] = anchor
         row["speedup"] = t / secs
     return rows
+
+
+# ---------------------------------------------------------------- feature scale
+#: The issue's sizes: K-means features of Coates et al. with K=1,600 (4 x K = 6,400
+#: features) on CIFAR-10's 50,000 training images; K=4,000 gives 16,000.
+FEATURE_ROWS = 50_000
+FEATURE_DIMS = (6_400,)
+FEATURE_DIMS_FULL = (6_400, 16_000)
+
+
+def synthetic_features(n, d, n_classes=10, seed=SEED):
+    """Float32 (n, d) non-negative sparse-ish features with labels from a hidden linear model.
+
+    Shaped like triangle-activation K-means features (non-negative, about half
+    zeros); generated in row blocks, so the only large allocation is X itself.
+    """
+    rng = np.random.default_rng(seed)
+    X = np.empty((n, d), dtype=np.float32)
+    W = rng.standard_normal((n_classes, d)).astype(np.float32)
+    y = np.empty(n, dtype=np.int64)
+    block = 2048
+    for i in range(0, n, block):
+        Z = rng.standard_normal((min(block, n - i), d), dtype=np.float32)
+        np.maximum(Z, 0, out=Z)
+        X[i:i + block] = Z
+        scores = Z @ W.T + rng.standard_normal((len(Z), n_classes), dtype=np.float32) * 8
+        y[i:i + block] = np.argmax(scores, axis=1)
+    return X, y
+
+
+def feature_scale_rows(quick, dims=None):
+    """Default ``Softmax()`` / ``LinearSVM()`` fits on 50,000 x d float32 features."""
+    n = 5_000 if quick else FEATURE_ROWS
+    rows = []
+    for d in dims or FEATURE_DIMS:
+        X, y = synthetic_features(n + 5_000, d)
+        Xtr, ytr, Xte, yte = X[:n], y[:n], X[n:], y[n:]
+        for name, cls in _our_models().items():
+            with measure() as m:
+                est = cls(random_state=SEED).fit(Xtr, ytr)
+            rows.append(_row("imgcls", f"{name} defaults, {n} x {d} float32 features",
+                             params=f"epochs={est.n_iter_} (auto)", fit_s=m.seconds,
+                             test_acc=float(est.score(Xte, yte)),
+                             peak_extra_MiB=m.peak_extra_mib))
+        del X, Xtr, Xte
+    return rows
