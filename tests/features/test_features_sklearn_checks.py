@@ -12,6 +12,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from imgcls.features import HOG, ColorHistogram, KMeansFeatures, Pixels
 
+# about 190 checks, ~25 s of CPU in all
+pytestmark = pytest.mark.slow
+
 _IMAGES_ONLY = "takes uint8 images (n, H, W[, C]); the check feeds a 2-D float table"
 
 
