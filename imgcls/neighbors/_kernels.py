@@ -152,57 +152,72 @@ _MADD_NAMES = {32: "llvm.x86.avx512.pmaddw.d.512", 16: "llvm.x86.avx2.pmadd.wd",
                8: "llvm.x86.sse2.pmadd.wd"}
 
 
-@intrinsic
-def _ssd4(typingctx, a0, a1, a2, a3, b, n):
-    """Exact sums of (a_r[c] - b[c])^2 over c < n for four uint8 rows.
+def _madd4(name, square_difference):
+    """An intrinsic ``name(a0, a1, a2, a3, b, n)``: exact sums over c < n, for four uint8 rows.
 
-    ``n`` must be a multiple of 16 and at most ``MAX_SSD_BYTES``.
+    Of (a_r[c] - b[c])^2 with ``square_difference``, else of a_r[c] * b[c].
+    ``n`` must be a multiple of 16 and at most ``MAX_SSD_BYTES`` (255^2 n < 2^31).
     """
-    sig = types.UniTuple(types.int64, 4)(a0, a1, a2, a3, b, n)
+    def impl(typingctx, a0, a1, a2, a3, b, n):
+        return _madd4_signature(a0, a1, a2, a3, b, n), lambda *a: _madd4_codegen(
+            square_difference, *a)
 
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        i32 = ir.IntType(32)
-        i16 = ir.IntType(16)
-        step = SSD_STEP
-        if step == 0:  # never called: the kernel checks SSD_STEP first
-            zero = ir.Constant(i64, 0)
-            return context.make_tuple(builder, signature.return_type, [zero] * 4)
-        ptrs = [context.make_array(t)(context, builder, v).data
-                for t, v in zip(signature.args[:5], args[:5])]
-        lanes = step // 2
-        at = ir.VectorType(i32, lanes)
-        nbytes = args[5]
-        accs = [cgutils.alloca_once_value(builder, ir.Constant(at, None)) for _ in range(4)]
-        done = ir.Constant(i64, 0)
-        # n is a multiple of 16: after 32-byte steps at most one 16-byte step is left
-        for w in ([step, 16] if step > 16 else [step]):
-            vt = ir.VectorType(ir.IntType(8), w)
-            wt = ir.VectorType(i16, w)
-            rt = ir.VectorType(i32, w // 2)
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(rt, [wt, wt]),
-                                                _MADD_NAMES[w])
-            vptrs = [builder.bitcast(builder.gep(p, [done]), vt.as_pointer()) for p in ptrs]
-            nvec = builder.udiv(builder.sub(nbytes, done), ir.Constant(i64, w))
-            with cgutils.for_range(builder, nvec) as loop:
-                bv = builder.zext(builder.load(builder.gep(vptrs[4], [loop.index]), align=1), wt)
-                for r in range(4):
-                    av = builder.zext(builder.load(builder.gep(vptrs[r], [loop.index]), align=1), wt)
+    impl.__name__ = impl.__qualname__ = name
+    return intrinsic(impl)
+
+
+def _madd4_signature(a0, a1, a2, a3, b, n):
+    return types.UniTuple(types.int64, 4)(a0, a1, a2, a3, b, n)
+
+
+def _madd4_codegen(square_difference, context, builder, signature, args):
+    i64 = ir.IntType(64)
+    i32 = ir.IntType(32)
+    i16 = ir.IntType(16)
+    step = SSD_STEP
+    if step == 0:  # never called: the kernel checks SSD_STEP first
+        zero = ir.Constant(i64, 0)
+        return context.make_tuple(builder, signature.return_type, [zero] * 4)
+    ptrs = [context.make_array(t)(context, builder, v).data
+            for t, v in zip(signature.args[:5], args[:5])]
+    lanes = step // 2
+    at = ir.VectorType(i32, lanes)
+    nbytes = args[5]
+    accs = [cgutils.alloca_once_value(builder, ir.Constant(at, None)) for _ in range(4)]
+    done = ir.Constant(i64, 0)
+    # n is a multiple of 16: after 32-byte steps at most one 16-byte step is left
+    for w in ([step, 16] if step > 16 else [step]):
+        vt = ir.VectorType(ir.IntType(8), w)
+        wt = ir.VectorType(i16, w)
+        rt = ir.VectorType(i32, w // 2)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(rt, [wt, wt]),
+                                            _MADD_NAMES[w])
+        vptrs = [builder.bitcast(builder.gep(p, [done]), vt.as_pointer()) for p in ptrs]
+        nvec = builder.udiv(builder.sub(nbytes, done), ir.Constant(i64, w))
+        with cgutils.for_range(builder, nvec) as loop:
+            bv = builder.zext(builder.load(builder.gep(vptrs[4], [loop.index]), align=1), wt)
+            for r in range(4):
+                av = builder.zext(builder.load(builder.gep(vptrs[r], [loop.index]), align=1), wt)
+                if square_difference:
                     diff = builder.sub(av, bv)
                     s = builder.call(fn, [diff, diff])
-                    if w != step:  # widen the 8-lane result into the accumulator's lanes
-                        s = builder.shuffle_vector(
-                            s, ir.Constant(rt, None),
-                            ir.Constant(ir.VectorType(i32, lanes),
-                                        list(range(w // 2)) + [w // 2] * (lanes - w // 2)))
-                    builder.store(builder.add(builder.load(accs[r]), s), accs[r])
-            done = builder.add(done, builder.mul(nvec, ir.Constant(i64, w)))
-        red = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [at]),
-                                             f"llvm.vector.reduce.add.v{lanes}i32")
-        out = [builder.zext(builder.call(red, [builder.load(accs[r])]), i64) for r in range(4)]
-        return context.make_tuple(builder, signature.return_type, out)
+                else:  # products of bytes widened to 16 bits: <= 255^2, exact in 32
+                    s = builder.call(fn, [av, bv])
+                if w != step:  # widen the 8-lane result into the accumulator's lanes
+                    s = builder.shuffle_vector(
+                        s, ir.Constant(rt, None),
+                        ir.Constant(ir.VectorType(i32, lanes),
+                                    list(range(w // 2)) + [w // 2] * (lanes - w // 2)))
+                builder.store(builder.add(builder.load(accs[r]), s), accs[r])
+        done = builder.add(done, builder.mul(nvec, ir.Constant(i64, w)))
+    red = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [at]),
+                                         f"llvm.vector.reduce.add.v{lanes}i32")
+    out = [builder.zext(builder.call(red, [builder.load(accs[r])]), i64) for r in range(4)]
+    return context.make_tuple(builder, signature.return_type, out)
 
-    return sig, codegen
+
+_ssd4 = _madd4("_ssd4", True)  # squared L2 of bytes
+_dot4 = _madd4("_dot4", False)  # dot products of bytes (cosine)
 
 
 @njit(inline="always")
@@ -375,7 +390,7 @@ def merge_scores(S, a, c, j0, q0, cand_d, cand_i):
 # ------------------------------------------------------------ few queries ---
 @njit(inline="always")
 def _u8_dist4(a0, a1, a2, a3, b, d, metric):
-    """Exact L1 (``metric`` 0) or squared L2 (1) of four uint8 rows to ``b``."""
+    """Exact L1 (``metric`` 0), squared L2 (1) or dot product (2) of four uint8 rows with ``b``."""
     s0 = s1 = s2 = s3 = 0
     dv = 0
     if metric == 0:
@@ -386,7 +401,12 @@ def _u8_dist4(a0, a1, a2, a3, b, d, metric):
         dv = (d // 16) * 16
         for c0 in range(0, dv, MAX_SSD_BYTES):
             c1 = min(dv, c0 + MAX_SSD_BYTES)
-            r0, r1, r2, r3 = _ssd4(a0[c0:c1], a1[c0:c1], a2[c0:c1], a3[c0:c1], b[c0:c1], c1 - c0)
+            if metric == 1:
+                r0, r1, r2, r3 = _ssd4(a0[c0:c1], a1[c0:c1], a2[c0:c1], a3[c0:c1], b[c0:c1],
+                                       c1 - c0)
+            else:
+                r0, r1, r2, r3 = _dot4(a0[c0:c1], a1[c0:c1], a2[c0:c1], a3[c0:c1], b[c0:c1],
+                                       c1 - c0)
             s0 += r0
             s1 += r1
             s2 += r2
@@ -402,6 +422,11 @@ def _u8_dist4(a0, a1, a2, a3, b, d, metric):
             s1 += abs(t1)
             s2 += abs(t2)
             s3 += abs(t3)
+        elif metric == 2:
+            s0 += np.int64(a0[c]) * bc
+            s1 += np.int64(a1[c]) * bc
+            s2 += np.int64(a2[c]) * bc
+            s3 += np.int64(a3[c]) * bc
         else:
             s0 += t0 * t0
             s1 += t1 * t1
@@ -426,38 +451,47 @@ def _merge_chunks(cd, ci, out_d, out_i):
 
 
 @njit(inline="always")
-def _u8_rows_chunk(Q, T, k, metric, j0, t0, t1, bd, bi):
+def _u8_finish(s, metric, qn, tn):
+    # the integer sum as the distance: itself, or (cosine) through the float64 formula
+    return _cosine_distance(float(s), qn, tn) if metric == 2 else float(s)
+
+
+@njit(inline="always")
+def _u8_rows_chunk(Q, T, k, metric, qnorm, tnorm, j0, t0, t1, bd, bi):
     # training rows t0..t1-1 of T into the (nq, k) lists bd/bi
     nq, d = Q.shape
+    cos = metric == 2
     j = t0
     # four training rows share each load of a query row
     while j + 4 <= t1:
         for q in range(nq):
             s0, s1, s2, s3 = _u8_dist4(T[j], T[j + 1], T[j + 2], T[j + 3], Q[q], d, metric)
-            if s0 < bd[q, k - 1]:
-                _insert(bd, bi, q, float(s0), j0 + j, k)
-            if s1 < bd[q, k - 1]:
-                _insert(bd, bi, q, float(s1), j0 + j + 1, k)
-            if s2 < bd[q, k - 1]:
-                _insert(bd, bi, q, float(s2), j0 + j + 2, k)
-            if s3 < bd[q, k - 1]:
-                _insert(bd, bi, q, float(s3), j0 + j + 3, k)
+            qn = qnorm[q] if cos else 0.0
+            for r, sr in enumerate((s0, s1, s2, s3)):
+                dist = _u8_finish(sr, metric, qn, tnorm[j + r] if cos else 0.0)
+                if dist < bd[q, k - 1]:
+                    _insert(bd, bi, q, dist, j0 + j + r, k)
         j += 4
     while j < t1:
         for q in range(nq):
             s = 0
             for col in range(d):
-                t = np.int64(Q[q, col]) - np.int64(T[j, col])
-                s += abs(t) if metric == 0 else t * t
-            if s < bd[q, k - 1]:
-                _insert(bd, bi, q, float(s), j0 + j, k)
+                a = np.int64(Q[q, col])
+                b = np.int64(T[j, col])
+                s += abs(a - b) if metric == 0 else ((a - b) * (a - b) if metric == 1 else a * b)
+            dist = _u8_finish(s, metric, qnorm[q] if cos else 0.0, tnorm[j] if cos else 0.0)
+            if dist < bd[q, k - 1]:
+                _insert(bd, bi, q, dist, j0 + j, k)
         j += 1
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def u8_rows_topk(Q, T, k, metric, j0, nchunks, out_d, out_i):
-    """k nearest rows by L1 (``metric`` 0) or squared L2 (1), uint8, exact in integers.
+def u8_rows_topk(Q, T, k, metric, qnorm, tnorm, j0, nchunks, out_d, out_i):
+    """k nearest uint8 rows by L1 (``metric`` 0), squared L2 (1) or cosine (2).
 
+    The sums are exact in integers (cosine: the dot product, then
+    :func:`direct_topk`'s float64 formula with the norms ``qnorm``/``tnorm`` of
+    ``Q``'s and ``T``'s rows, so the distances are bit-identical to its).
     Parallel over ``nchunks`` chunks of the training rows ``T`` (rows ``j0,
     j0 + 1, ...`` of the training set); for few queries.  ``out_d``/``out_i``
     (nq, k) are updated in place as in :func:`l1_topk_u8` (they may hold the
@@ -469,14 +503,15 @@ def u8_rows_topk(Q, T, k, metric, j0, nchunks, out_d, out_i):
     cd = np.full((nchunks, nq, k), np.inf)
     ci = np.full((nchunks, nq, k), -1, dtype=np.int64)
     for c in prange(nchunks):
-        _u8_rows_chunk(Q, T, k, metric, j0, c * per, min(nt, c * per + per), cd[c], ci[c])
+        _u8_rows_chunk(Q, T, k, metric, qnorm, tnorm, j0, c * per, min(nt, c * per + per),
+                       cd[c], ci[c])
     _merge_chunks(cd, ci, out_d, out_i)
 
 
 @njit(cache=True, nogil=True)
-def u8_rows_topk_serial(Q, T, k, metric, j0, out_d, out_i):
+def u8_rows_topk_serial(Q, T, k, metric, qnorm, tnorm, j0, out_d, out_i):
     """:func:`u8_rows_topk` on one thread: for work too small to pay a parallel launch."""
-    _u8_rows_chunk(Q, T, k, metric, j0, 0, T.shape[0], out_d, out_i)
+    _u8_rows_chunk(Q, T, k, metric, qnorm, tnorm, j0, 0, T.shape[0], out_d, out_i)
 
 
 @njit(inline="always", fastmath=_FM)

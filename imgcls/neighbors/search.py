@@ -36,8 +36,8 @@ Two engines:
 
 Few queries (at most ``_FEW_QUERIES``, e.g. one image): no matrix multiply,
 whose one-query form reads a float32 copy of the training set; instead the
-exact kernels ``u8_rows_topk`` (``uint8`` L1 and L2, in integers) and
-``rows_topk`` (float input, cosine), parallel over chunks of training rows.
+exact kernels ``u8_rows_topk`` (``uint8``: L1, L2 and the dot products of
+cosine in integers) and ``rows_topk`` (float input), parallel over chunks of training rows.
 
 Per training set, the float64 norms, the all-zero columns and (within a memory
 limit) the float32 rows of the matrix multiply are computed once and kept in a
@@ -267,7 +267,7 @@ def _search_rows(Xq, prep, k, metric, budget):
     code = _CODE[metric]
     od = np.full((n, k), np.inf)
     oi = np.full((n, k), -1, dtype=np.int64)
-    u8 = Xq.dtype == np.uint8 and prep.X.dtype == np.uint8 and metric != "cosine"
+    u8 = Xq.dtype == np.uint8 and prep.X.dtype == np.uint8
     if metric == "cosine":
         qnorm, tnorm = np.sqrt(row_sq_norms(Xq, budget)), prep.norms(budget)
     else:
@@ -278,9 +278,9 @@ def _search_rows(Xq, prep, k, metric, budget):
         serial = threadpool_size() == 1 or T.nbytes * n < _SERIAL_BYTES
         chunks = max(1, min(threadpool_size() * _CHUNKS_PER_THREAD, (te - ts) // 64))
         if u8 and serial:
-            _kernels.u8_rows_topk_serial(Xq, T, k, code, ts, od, oi)
+            _kernels.u8_rows_topk_serial(Xq, T, k, code, qnorm, tn, ts, od, oi)
         elif u8:
-            _kernels.u8_rows_topk(Xq, T, k, code, ts, chunks, od, oi)
+            _kernels.u8_rows_topk(Xq, T, k, code, qnorm, tn, ts, chunks, od, oi)
         elif serial:
             _kernels.rows_topk_serial(Xq, T, k, code, qnorm, tn, ts, od, oi)
         else:
