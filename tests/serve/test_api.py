@@ -285,3 +285,24 @@ def test_a_signed_model_is_served_with_its_key(mnist_like, tmp_path):
     client = _client([path], key=key)
     assert client.get("/v1/models").json()["models"][0]["name"] == "signed"
     assert json.loads(client.get("/healthz").content) == {"status": "ok"}
+
+
+def test_neighbours_listed_are_capped_but_all_vote(mnist_like, tmp_path):
+    from imgcls.neighbors import KNearestNeighbor
+    from imgcls.serve import ServeLimits
+
+    model = KNearestNeighbor(k=40, metric="l2").fit(mnist_like["X_train"][:300],
+                                                    mnist_like["y_train"][:300])
+    path = imgcls.save(model, tmp_path / "wide.safetensors")
+    client = _client([path], limits=ServeLimits(max_neighbors=32))
+    im = mnist_like["X_test"][:2]
+    r = client.post("/v1/models/wide:predict?thumbnails=true",
+                    json={"instances": im.tolist()})
+    assert r.status_code == 200
+    _, ind = model.kneighbors(im)
+    for p, i, pr, tk in zip(r.json()["predictions"], ind, model.predict_proba(im),
+                            model.predict_topk(im, 5)):
+        assert [n["index"] for n in p["neighbors"]] == i[:32].tolist()
+        assert all(n["thumbnail"].startswith("data:image/png;base64,") for n in p["neighbors"])
+        assert [t["index"] for t in p["top"]] == tk.tolist()
+        np.testing.assert_allclose([t["score"] for t in p["top"]], pr[tk])
