@@ -18,6 +18,13 @@ Protocol (one process, so all times share the machine's load):
 4. ``anchor`` / ``speedup``: for each imgcls model, the fastest scikit-learn
    model whose test accuracy is at least imgcls's (or, if none reaches it, the
    most accurate one), and its fit time divided by imgcls's fit time.
+5. Defaults on digits (rows ``digits 5-fold CV``): ``Softmax()`` / ``LinearSVM()``
+   against ``LogisticRegression()`` / ``LinearSVC()`` in ``cross_val_score(cv=5)``
+   on scikit-learn's digits (``val_acc`` holds the mean CV accuracy).
+6. Feature scale: default fits on synthetic 50,000 x 6,400 float32 features
+   shaped like K-means triangle activations (x 16,000 too with
+   ``IMGCLS_BENCH_FEATURES_FULL``; 5,000 rows with ``--quick``), with fit time
+   and peak resident memory above the level before the fit (X itself excluded).
 """
 
 from __future__ import annotations
@@ -137,6 +144,33 @@ def run(data, quick):
             anchor += " (less accurate)"
         row["anchor"] = anchor
         row["speedup"] = t / secs
+    rows += digits_cv_rows()
+    dims = FEATURE_DIMS_FULL if os.environ.get("IMGCLS_BENCH_FEATURES_FULL") else None
+    rows += feature_scale_rows(quick, dims)
+    return rows
+
+
+def digits_cv_rows():
+    """5-fold CV on scikit-learn's digits: imgcls's defaults against scikit-learn's."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.svm import LinearSVC
+
+    from imgcls.linear import LinearSVM, Softmax
+
+    X, y = load_digits(return_X_y=True)
+    rows = []
+    for tool, name, make in [("imgcls", "Softmax", lambda: Softmax(random_state=SEED)),
+                             ("scikit-learn", "LogisticRegression", LogisticRegression),
+                             ("imgcls", "LinearSVM", lambda: LinearSVM(random_state=SEED)),
+                             ("scikit-learn", "LinearSVC", LinearSVC)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning at default max_iter
+            with measure() as m:
+                acc = float(cross_val_score(make(), X, y, cv=5).mean())
+        rows.append(_row(tool, f"{name} digits 5-fold CV", params="defaults", val_acc=acc,
+                         fit_s=m.seconds))
     return rows
 
 

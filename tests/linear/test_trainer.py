@@ -158,6 +158,7 @@ def test_gathered_batches_give_the_same_bits_as_the_resident_matrix(cls, params)
     assert gathered.history_ == resident.history_
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # capped L-BFGS
 def test_feature_scale_training_holds_no_copy_of_x():
     """float32 features larger than working_memory: X plus O(batch x features), no copy."""
     rng = np.random.default_rng(0)
