@@ -36,6 +36,11 @@ def register(subparsers) -> None:
                    help="output directory (default: ./imgcls-report)")
     p.add_argument("--json", action="store_true",
                    help="print results.json to stdout instead of the table")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the cross-validation searches and grid-search fits on a Dask "
+                        "cluster: tcp://HOST:8786 (see `dask scheduler`), or local:N for N "
+                        "worker processes on this machine; same results as a local run "
+                        "(pip install 'imgcls[distributed]')")
     p.set_defaults(func=_run)
 
 
@@ -51,9 +56,22 @@ def _run(args) -> int:
     # just the result (and an error as one line).
     quiet = args.json or not progress_enabled()
     log = (lambda msg: None) if quiet else (lambda msg: err.print(f"[dim]·[/dim] {msg}"))
-    results = run_study(args.dataset, root=args.root, download=args.download,
-                        models=args.models, folds=args.folds, seed=args.seed, out=args.out,
-                        log=log)
+    client = None
+    if args.scheduler is not None:
+        from ..distributed import check_workers, connect
+
+        client = connect(args.scheduler)
+    try:
+        if client is not None:
+            check_workers(client)
+            log(f"Dask cluster at {client.scheduler.address}: "
+                f"{len(client.nthreads())} workers")
+        results = run_study(args.dataset, root=args.root, download=args.download,
+                            models=args.models, folds=args.folds, seed=args.seed,
+                            out=args.out, log=log, client=client)
+    finally:
+        if client is not None:
+            client.close()
     if args.json:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")

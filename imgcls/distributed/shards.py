@@ -164,12 +164,9 @@ def search_shards(Xq, k: int, metric: str, working_memory, total_rows: int, offs
         k_w = min(k, rows on this worker), sorted by (distance, global index).
     """
     from ..neighbors.search import knn_search
+    from .tasks import worker_threads
 
-    try:
-        from distributed import get_worker
-        n_jobs = get_worker().state.nthreads
-    except (ImportError, ValueError, AttributeError):
-        n_jobs = None
+    n_jobs = worker_threads()
     dists, inds = [np.empty((Xq.shape[0], 0))], [np.empty((Xq.shape[0], 0), dtype=np.int64)]
     for offset, shard in zip(offsets, shards):
         rows = _rows(shard)

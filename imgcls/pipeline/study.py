@@ -110,7 +110,7 @@ def _fmt_params(params: dict) -> str:
                      for k, v in params.items())
 
 
-def _select_knn(ds, folds, seed, grid, log, progress):
+def _select_knn(ds, folds, seed, grid, log, progress, client=None):
     X_cv, y_cv = _subset(ds.X_train, ds.y_train, grid.get("max_samples", grids.CV_MAX_SAMPLES),
                          seed)
     splits = stratified_kfold(y_cv, folds, seed)
@@ -124,7 +124,7 @@ def _select_knn(ds, folds, seed, grid, log, progress):
     log(f"kNN: {folds}-fold cross-validation on {len(y_cv)} training samples, "
         f"k in {ks}, metrics {list(metrics)}, weights {list(weights)}")
     table = knn_cross_validate(X_cv, y_cv, ks, metrics, weights, folds=splits, seed=seed,
-                               progress=progress)
+                               progress=progress, client=client)
     best = choose_best(table, metric_order=metrics)
     params = {"k": best["k"], "metric": best["metric"], "weights": best["weights"]}
     subset = "" if len(y_cv) == len(ds.y_train) else \
@@ -140,7 +140,7 @@ def _select_knn(ds, folds, seed, grid, log, progress):
     return params, why, selection
 
 
-def _select_linear(name, ds, seed, grid, log, progress):
+def _select_linear(name, ds, seed, grid, log, progress, client=None):
     grid = dict(grid or {})
     max_train = grid.pop("max_train", grids.SEARCH_MAX_TRAIN)
     max_val = grid.pop("max_val", grids.SEARCH_VAL)
@@ -157,7 +157,7 @@ def _select_linear(name, ds, seed, grid, log, progress):
     log(f"{name}: grid search of {n_configs} configurations on a validation split of "
         f"{len(y_s)} training samples")
     table, best = linear_search(make_estimator(name), X_s, y_s, grid, val_size=val_size,
-                                seed=seed, progress=progress)
+                                seed=seed, progress=progress, client=client)
     best_row = next(r for r in table if r["params"] == best)
     n_ok = sum(not r["diverged"] for r in table)
     why = (f"grid search on a stratified validation split ({len(y_s) - n_val} training / "
@@ -176,7 +176,7 @@ def run_study(dataset="digits", root=None, download: bool = False,
               models=MODEL_NAMES, folds: int = 5, seed: int = 0, out="imgcls-report", *,
               knn_grid: dict | None = None, linear_grids: dict | None = None,
               save_models: bool = True, progress: bool | None = None,
-              log: Callable[[str], None] | None = None) -> dict:
+              log: Callable[[str], None] | None = None, client=None) -> dict:
     """Run the whole study and write the report.
 
     Parameters
@@ -207,6 +207,10 @@ def run_study(dataset="digits", root=None, download: bool = False,
         Force progress bars on/off (default: the global setting).
     log : callable, optional
         Called with a line of text at each stage.
+    client : distributed.Client, optional
+        Run the cross-validation's fold searches and the grid searches' fits on
+        this Dask cluster: the results, the choices and the report are those of
+        a local run with the same seed (only times differ).
 
     Returns
     -------
@@ -259,11 +263,12 @@ def run_study(dataset="digits", root=None, download: bool = False,
     for name in models:
         t0 = time.perf_counter()
         if name == "knn":
-            params, why, sel = _select_knn(ds, int(folds), seed, knn_grid, log, progress)
+            params, why, sel = _select_knn(ds, int(folds), seed, knn_grid, log, progress,
+                                           client)
             cv_table = sel["table"]
         else:
             params, why, sel = _select_linear(name, ds, seed, linear_grids.get(name), log,
-                                              progress)
+                                              progress, client)
         timings[f"select_{name}"] = time.perf_counter() - t0
         selection[name] = sel
 

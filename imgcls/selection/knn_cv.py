@@ -87,10 +87,27 @@ def _resolve_folds(y_idx: np.ndarray, folds, seed: int) -> list[tuple[np.ndarray
     return splits
 
 
+def _fold_neighbors(tr, va, metric, k_max, *, X, y_idx, temperature, working_memory, n_jobs):
+    """The k_max neighbours of a fold's validation rows among its training rows.
+
+    A top-level function of its arguments alone, so a Dask worker can run it
+    (with the worker's threads when ``n_jobs`` is None).
+    """
+    from ..distributed.tasks import worker_threads
+    from ..neighbors import KNearestNeighbor
+
+    model = KNearestNeighbor(k=k_max, metric=metric, temperature=temperature,
+                             working_memory=working_memory,
+                             n_jobs=worker_threads(n_jobs) if n_jobs is None else n_jobs)
+    model.fit(X[tr], y_idx[tr])
+    return model.kneighbors(X[va], n_neighbors=k_max)
+
+
 def knn_cross_validate(X, y, ks: Sequence[int], metrics: Sequence[str] = ("l1", "l2"),
                        weights: Sequence[str] = ("uniform",), folds=5, seed: int = 0,
                        temperature: float = 0.07, working_memory: float | None = None,
-                       n_jobs: int | None = None, progress: bool | None = None) -> list[dict]:
+                       n_jobs: int | None = None, progress: bool | None = None,
+                       client=None) -> list[dict]:
     """Cross-validated accuracy of kNN for every (metric, k, weighting) in a grid.
 
     For each fold and metric, one :class:`~imgcls.neighbors.KNearestNeighbor`
@@ -124,6 +141,9 @@ def knn_cross_validate(X, y, ks: Sequence[int], metrics: Sequence[str] = ("l1", 
         Threads for the neighbour search.
     progress : bool, optional
         Force the progress bar on/off (default: the global setting).
+    client : distributed.Client, optional
+        Run each (fold, metric) search on this Dask cluster (the data are
+        scattered once); the table is identical to a local run's.
 
     Returns
     -------
@@ -171,15 +191,19 @@ def knn_cross_validate(X, y, ks: Sequence[int], metrics: Sequence[str] = ("l1", 
                               f"({tr.size} samples); use k <= {min(s[0].size for s in splits)} "
                               f"or fewer folds")
 
+    from ..distributed.tasks import run_tasks
+
     scores = {(m, w, k): [] for m in metrics for w in weights for k in ks}
     steps = [(i, m) for i in range(len(splits)) for m in metrics]
-    for i, metric in track(steps, "kNN cross-validation", total=len(steps),
-                           disable=None if progress is None else not progress):
+    searches = run_tasks(_fold_neighbors,
+                         [(tr, va, m, k_max) for i, m in steps for tr, va in [splits[i]]],
+                         shared={"X": X, "y_idx": y_idx, "temperature": temperature,
+                                 "working_memory": working_memory, "n_jobs": n_jobs},
+                         client=client)
+    for (i, metric), (dist, ind) in track(zip(steps, searches), "kNN cross-validation",
+                                          total=len(steps),
+                                          disable=None if progress is None else not progress):
         tr, va = splits[i]
-        model = KNearestNeighbor(k=k_max, metric=metric, weights=weights[0],
-                                 temperature=temperature, working_memory=working_memory,
-                                 n_jobs=n_jobs).fit(X[tr], y_idx[tr])
-        dist, ind = model.kneighbors(X[va], n_neighbors=k_max)
         neigh_y = y_idx[tr][ind]
         y_val = y_idx[va]
         for w in weights:

@@ -51,3 +51,30 @@ def test_killed_worker_gives_the_same_answer(process_client, tmp_path, monkeypat
     np.testing.assert_array_equal(ind, expected[1])
     np.testing.assert_array_equal(dist, expected[0])
     process_client.wait_for_workers(2, timeout=60)
+
+
+def _without_times(value):
+    """results.json minus what differs between any two runs: times and paths."""
+    if isinstance(value, dict):
+        return {k: _without_times(v) for k, v in value.items()
+                if not (k.endswith("time") or k in ("timings", "report", "model_file", "out"))}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+def test_distributed_study_equals_the_local_one(process_client, tmp_path):
+    import json
+
+    from imgcls.cli import main
+    from imgcls.pipeline import run_study
+
+    run_study("digits", out=tmp_path / "local", progress=False)
+    local = json.loads((tmp_path / "local" / "results.json").read_text())
+    address = process_client.scheduler.address
+    assert main(["run", "--scheduler", address, "--out", str(tmp_path / "dask"),
+                 "--json"]) == 0
+    remote = json.loads((tmp_path / "dask" / "results.json").read_text())
+    assert _without_times(remote) == _without_times(local)
+    for name in ("knn", "svm", "softmax"):
+        assert remote["models"][name]["params"] == local["models"][name]["params"]
