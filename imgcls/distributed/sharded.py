@@ -26,7 +26,7 @@ from ..errors import ConfigError, DatasetError
 from .._validation import Interval, flatten_images
 from ..neighbors.knn import KNearestNeighbor
 from .cluster import check_workers, require_distributed
-from .shards import ShardInfo, merge_topk, open_shard, search_shards, shard_info
+from .shards import hold_array, merge_topk, open_shard, search_shards, shard_info
 
 __all__ = ["ShardedKNearestNeighbor"]
 
@@ -51,6 +51,10 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
         Queries sent out per batch.  Each batch costs one scan of every
         shard, so larger batches amortise the scan; each worker holds one
         batch at a time per task.
+    cache_memory : float, default=1024
+        As in :class:`~imgcls.neighbors.KNearestNeighbor`, per shard, on its
+        worker: MiB of the largest float32 copy of a shard's rows kept between
+        searches (0: none).
 
     Attributes
     ----------
@@ -81,10 +85,11 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
            for p in ("k", "metric", "weights", "temperature", "working_memory")},
         "client": [object],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "cache_memory": KNearestNeighbor._parameter_constraints["cache_memory"],
     }
 
     def __init__(self, client=None, k=1, metric="l1", weights="uniform", temperature=0.07,
-                 working_memory=None, batch_size=4096):
+                 working_memory=None, batch_size=4096, cache_memory=1024):
         self.client = client
         self.k = k
         self.metric = metric
@@ -92,6 +97,7 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
         self.temperature = temperature
         self.working_memory = working_memory
         self.batch_size = batch_size
+        self.cache_memory = cache_memory
 
     # parameters the local estimator has and this one does not
     n_jobs = None
@@ -149,18 +155,19 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
             placed = self._place_files(client, [os.fspath(p) for p in X], workers)
         else:
             placed = self._place_arrays(client, X, workers)
-        futures, infos, rows, width, dtype, image_shape, source = placed
+        futures, raw, infos, rows, width, dtype, image_shape, source = placed
         n_train = int(sum(rows))
         if y.shape[0] != n_train:
-            client.cancel(futures)
+            client.cancel(futures + raw)
             raise DatasetError(f"y holds {y.shape[0]} labels but the shards hold {n_train} rows")
         if int(self.k) > n_train:
-            client.cancel(futures)
+            client.cancel(futures + raw)
             raise DatasetError(f"k={self.k} is larger than the training set ({n_train} rows "
                                "over all shards)")
         classes, y_idx = np.unique(y, return_inverse=True)
         # all checks passed: only now touch the estimator
         self._shards = futures
+        self._raw = raw
         self._source = source
         self.y_fit_ = y_idx.astype(np.int64).reshape(-1)
         self.classes_ = classes
@@ -187,9 +194,19 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
         parts = [self._check_part(p, i) for i, p in enumerate(parts)]
         width, dtype = self._common_layout([(p.shape[1], p.dtype, f"shard {i}")
                                             for i, p in enumerate(parts)])
-        futures = [client.scatter(p, workers=[workers[i % len(workers)]], hash=False)
-                   for i, p in enumerate(parts)]
-        return futures, None, [p.shape[0] for p in parts], width, dtype, image_shape, parts
+        raw = [client.scatter(p, workers=[workers[i % len(workers)]], hash=False)
+               for i, p in enumerate(parts)]
+        futures = [self._hold(r, workers[i % len(workers)]) for i, r in enumerate(raw)]
+        return (futures, raw, None, [p.shape[0] for p in parts], width, dtype, image_shape,
+                parts)
+
+    def _cache_bytes(self):
+        return int((self.cache_memory or 0) * 2**20)
+
+    def _hold(self, raw, worker):
+        """The resident shard object made from a scattered array, on its worker."""
+        return self.client.submit(hold_array, raw, self._cache_bytes(), workers=[worker],
+                                  allow_other_workers=True, pure=False)
 
     @staticmethod
     def _check_part(p, i):
@@ -230,9 +247,10 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
                                             for i in infos])
         # the recorded digest travels with the open task: a rerun of it after a
         # failure (Dask does that) refuses a file that changed in between
-        futures = [client.submit(open_shard, info, workers=[w], allow_other_workers=True,
-                                 pure=False) for info, w in zip(infos, where)]
-        return futures, infos, [i.n_rows for i in infos], width, dtype, None, None
+        futures = [client.submit(open_shard, info, self._cache_bytes(), workers=[w],
+                                 allow_other_workers=True, pure=False)
+                   for info, w in zip(infos, where)]
+        return futures, [], infos, [i.n_rows for i in infos], width, dtype, None, None
 
     # ----------------------------------------------------------- search ---
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
@@ -309,9 +327,12 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
 
     def _rescatter_lost(self):
         """Scatter again the array shards whose worker died (their data is gone)."""
+        if self._source is None:
+            return
         workers = sorted(self.client.nthreads())
-        for i, fut in enumerate(self._shards):
-            if self._source is not None and fut.status in ("lost", "cancelled", "error"):
+        for i, (raw, fut) in enumerate(zip(self._raw, self._shards)):
+            if {raw.status, fut.status} & {"lost", "cancelled", "error"}:
                 w = workers[i % len(workers)]
-                self._shards[i] = self.client.scatter(self._source[i], workers=[w], hash=False)
+                self._raw[i] = self.client.scatter(self._source[i], workers=[w], hash=False)
+                self._shards[i] = self._hold(self._raw[i], w)
                 self.shard_workers_[i] = w

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..errors import DatasetError
 
-__all__ = ["ShardInfo", "FileShard", "shard_info", "open_shard", "search_shards"]
+__all__ = ["ShardInfo", "FileShard", "ArrayShard", "shard_info", "open_shard", "hold_array",
+           "search_shards"]
 
 #: Bytes hashed per read: large enough to stream at disk speed, small enough
 #: to keep a worker's memory flat.
@@ -42,13 +43,36 @@ class ShardInfo:
     dtype: str
 
 
+def _prepared(rows, cache_bytes):
+    from ..neighbors.prepared import PreparedTrainingSet
+
+    return PreparedTrainingSet(rows, cache_bytes)
+
+
+@dataclass
+class ArrayShard:
+    """A scattered shard as a worker holds it: its rows and their search preparation.
+
+    The preparation (norms, zero columns, and a float32 copy within the
+    estimator's ``cache_memory``) is made by the first search and kept for
+    the next ones, as :class:`~imgcls.neighbors.KNearestNeighbor` keeps its own.
+    """
+
+    rows: np.ndarray
+    prepared: object
+
+    def check_unchanged(self) -> None:
+        """Nothing to check: the worker's copy cannot change."""
+
+
 @dataclass
 class FileShard:
-    """A shard file opened on a worker: its rows (memory-mapped) and the stat seen at open."""
+    """A shard file opened on a worker: rows (memory-mapped), preparation, stat at open."""
 
     info: ShardInfo
     rows: np.ndarray
     mtime_ns: int
+    prepared: object
 
     def check_unchanged(self) -> None:
         try:
@@ -99,7 +123,12 @@ def shard_info(path: str) -> ShardInfo:
                      n_features=int(rows.shape[1]), dtype=rows.dtype.name)
 
 
-def open_shard(info: ShardInfo) -> FileShard:
+def hold_array(rows: np.ndarray, cache_bytes: int) -> ArrayShard:
+    """Wrap a scattered shard, on the worker that holds it."""
+    return ArrayShard(rows=rows, prepared=_prepared(rows, cache_bytes))
+
+
+def open_shard(info: ShardInfo, cache_bytes: int = 0) -> FileShard:
     """Open a shard file recorded at ``fit``, refusing it if it changed since."""
     st = os.stat(info.path) if os.path.exists(info.path) else None
     size, sha = _digest(info.path)
@@ -108,14 +137,8 @@ def open_shard(info: ShardInfo) -> FileShard:
                            f"SHA-256 {sha[:12]}..., recorded {info.size} bytes, "
                            f"{info.sha256[:12]}...; fit the model again")
     rows = _map_rows(info.path)
-    return FileShard(info=info, rows=rows, mtime_ns=st.st_mtime_ns if st else 0)
-
-
-def _rows(shard) -> np.ndarray:
-    if isinstance(shard, FileShard):
-        shard.check_unchanged()
-        return shard.rows
-    return shard
+    return FileShard(info=info, rows=rows, mtime_ns=st.st_mtime_ns if st else 0,
+                     prepared=_prepared(rows, cache_bytes))
 
 
 def merge_topk(dists, inds, k: int):
@@ -154,8 +177,8 @@ def search_shards(Xq, k: int, metric: str, working_memory, total_rows: int, offs
         Training rows over all shards (global indices are below it).
     offsets : list of int
         Global index of each shard's first row.
-    *shards : ndarray or FileShard
-        The shards (Dask passes their data, which lives on this worker).
+    *shards : ArrayShard or FileShard
+        The shards (Dask passes the objects, which live on this worker).
 
     Returns
     -------
@@ -163,17 +186,20 @@ def search_shards(Xq, k: int, metric: str, working_memory, total_rows: int, offs
     ind : ndarray of shape (n_query, k_w), int32 (int64 beyond 2^31 - 1 rows)
         k_w = min(k, rows on this worker), sorted by (distance, global index).
     """
+    from ..neighbors.prepared import budget_bytes
     from ..neighbors.search import knn_search
     from .tasks import worker_threads
 
     n_jobs = worker_threads()
     dists, inds = [np.empty((Xq.shape[0], 0))], [np.empty((Xq.shape[0], 0), dtype=np.int64)]
     for offset, shard in zip(offsets, shards):
-        rows = _rows(shard)
+        shard.check_unchanged()
+        rows = shard.rows
         if rows.shape[0] == 0:
             continue
+        budget = budget_bytes(working_memory)
         d, i = knn_search(Xq, rows, min(int(k), rows.shape[0]), metric, working_memory,
-                          n_jobs=n_jobs)
+                          n_jobs=n_jobs, prepared=shard.prepared.prepare(metric, budget))
         dists.append(d)
         inds.append(i + int(offset))
     dist, ind = merge_topk(dists, inds, int(k))

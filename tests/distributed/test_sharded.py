@@ -8,8 +8,7 @@ from imgcls.neighbors import KNearestNeighbor
 
 from imgcls.distributed import ShardedKNearestNeighbor
 
-# float16 joins once the search engine reads it (issue 9)
-DTYPES = [np.uint8, np.float32]
+DTYPES = [np.uint8, np.float16, np.float32]
 
 
 def _data(dtype, n=240, d=12, n_query=37, seed=0):
