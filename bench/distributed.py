@@ -2,7 +2,7 @@
 
     python -m bench --only distributed [--quick]
 
-Rows, each the best of two alternating runs (the machine is shared):
+Rows, each the best of two runs, the two sides alternating (the machine is shared):
 
 * MNIST, 10,000 test images against the 60,000 training images, k = 10, L2
   and L1: ``KNearestNeighbor(n_jobs=2)`` in this process (2 threads) against
@@ -82,13 +82,15 @@ def _transfers(client) -> int:
                               ).values()))
 
 
-def _time(fn, repeats):
-    best = float("inf")
-    out = None
+def _alternate(fn_a, fn_b, repeats):
+    """Best times of two callables run alternately (the machine's load hits both)."""
+    best = [float("inf"), float("inf")]
+    out = [None, None]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
+        for j, fn in enumerate((fn_a, fn_b)):
+            t0 = time.perf_counter()
+            out[j] = fn()
+            best[j] = min(best[j], time.perf_counter() - t0)
     return best, out
 
 
@@ -132,8 +134,8 @@ def run(data, quick: bool) -> list[dict]:
             sharded = ShardedKNearestNeighbor(client, k=10, metric=metric,
                                               batch_size=n_q).fit(Xtr, data.y_train)
             sharded.kneighbors(Xq[:50])  # compile the kernels in the workers
-            t_local, (d1, i1) = _time(lambda: local.kneighbors(Xq), repeats)
-            t_dask, (d2, i2) = _time(lambda: sharded.kneighbors(Xq), repeats)
+            (t_local, t_dask), ((d1, i1), (d2, i2)) = _alternate(
+                lambda: local.kneighbors(Xq), lambda: sharded.kneighbors(Xq), repeats)
             moved, bound = _traffic_per_batch(client, sharded, Xq[:1000], 10)
             rows.append({"section": "distributed", "data": f"MNIST {n_q}x60000", "metric": metric,
                          "k": 10, "single_process_s": t_local, "cluster_2x1_s": t_dask,
@@ -151,8 +153,8 @@ def run(data, quick: bool) -> list[dict]:
                                           batch_size=len(Q)).fit(paths, y)
         sharded.kneighbors(Q[:10])
         local = KNearestNeighbor(k=20, metric="cosine", n_jobs=2).fit(map_npy(whole), y)
-        t_local, (d1, i1) = _time(lambda: local.kneighbors(Q), repeats)
-        t_dask, (d2, i2) = _time(lambda: sharded.kneighbors(Q), repeats)
+        (t_local, t_dask), ((d1, i1), (d2, i2)) = _alternate(
+            lambda: local.kneighbors(Q), lambda: sharded.kneighbors(Q), repeats)
         moved, bound = _traffic_per_batch(client, sharded, Q, 20)
         rows.append({"section": "distributed", "data": f"embeddings {n_rows}x{EMBED_DIM} float16",
                      "metric": "cosine", "k": 20, "single_process_s": t_local,

@@ -27,7 +27,7 @@ def require_distributed():
     return distributed
 
 
-def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
+def connect(address: str, timeout: float | None = None):
     """A client for ``address``: ``tcp://HOST:PORT``, or ``local:N`` for a local cluster.
 
     ``local:N`` starts a :class:`distributed.LocalCluster` of N single-threaded
@@ -37,8 +37,8 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
     Parameters
     ----------
     address : str
-    timeout : float
-        Seconds to wait for the scheduler.
+    timeout : float, optional
+        Seconds to wait for the scheduler; default :data:`CONNECT_TIMEOUT_S`.
 
     Returns
     -------
@@ -50,6 +50,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S):
         A malformed address, or no scheduler answered within ``timeout``.
     """
     distributed = require_distributed()
+    timeout = CONNECT_TIMEOUT_S if timeout is None else float(timeout)
     if not isinstance(address, str) or not address.strip():
         raise ConfigError(f"--scheduler: expected tcp://HOST:PORT or local:N, got {address!r}")
     address = address.strip()

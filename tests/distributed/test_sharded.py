@@ -156,3 +156,15 @@ def test_unreadable_or_mismatched_shard_files(client, tmp_path):
     with pytest.raises(DatasetError, match="bad.npy"):
         est.fit([str(tmp_path / "bad.npy")], y[:1])
     assert not hasattr(est, "shard_rows_")
+
+
+def test_cli_unreachable_scheduler_is_one_line(monkeypatch, capsys, tmp_path):
+    from imgcls.cli import main
+    from imgcls.distributed import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1.0)
+    assert main(["run", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("imgcls: error: cannot reach the Dask scheduler")
+    assert not (tmp_path / "r").exists()
+    assert main(["run", "--scheduler", "nowhere"]) == 1
