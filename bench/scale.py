@@ -415,7 +415,7 @@ def run_row(row, variant, quick, env_label, env, queries, tmp, *, exact_ind=None
                           timeout=ROW_TIMEOUT_S)
     wall = time.perf_counter() - t
     base = {"section": section or f"scale/{variant}", "row": row, "environment": env_label,
-            "data": source, "wall_s": wall, "load1": os.getloadavg()[0]}
+            "data": source + (" --quick" if quick else ""), "wall_s": wall, "load1": os.getloadavg()[0]}
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
         return {**base, "error": f"exit {proc.returncode}: {tail[0][:300]}"}, None
@@ -515,8 +515,8 @@ def stage_mnist(quick, tmp):
             continue
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         for r in out["rows"]:
-            rows.append({"section": "mnist knn", "environment": label, **r,
-                         "blas": out["blas"]})
+            rows.append({"section": "mnist knn" + (" --quick" if quick else ""),
+                         "environment": label, **r, "blas": out["blas"]})
     _store("mnist", rows)
 
 
@@ -526,6 +526,41 @@ _COLUMNS = ["row", "environment", "time_s", "prepare_s", "time / imgcls exact",
             "n_query", "n_classes", "working_memory_MiB", "n_query x k x 32 B (MiB)",
             "X_fit_ is the memmap", "ladder (recall@20 on first queries)", "data", "load1",
             "skipped", "error"]
+
+
+def _summary(stored):
+    """Lines checking the issue's targets against the stored rows."""
+    out = []
+    exact = stored.get("exact", [])
+    for env in dict.fromkeys(r["environment"] for r in exact):
+        mine = next((r for r in exact if r["environment"] == env and r["row"] == "imgcls_exact"
+                     and "time_s" in r), None)
+        faiss = next((r for r in exact if r["environment"] == env and r["row"] == "faiss_flat"
+                      and "time_s" in r), None)
+        if mine and faiss:
+            ratio = mine["time_s"] / faiss["time_s"]
+            out.append(f"- exact, {env}: imgcls search {mine['time_s']:.1f} s = {ratio:.2f} x "
+                       f"faiss IndexFlatIP search {faiss['time_s']:.1f} s (target <= 1.0: "
+                       f"{'met' if ratio <= 1.0 else 'NOT met'}); imgcls peak RssAnon "
+                       f"{mine['anon_peak_MiB']:.0f} MiB (target <= 1536: "
+                       f"{'met' if mine['anon_peak_MiB'] <= 1536 else 'NOT met'}), faiss "
+                       f"{faiss['anon_peak_MiB']:.0f} MiB; {mine['n_query']} queries")
+    for r in stored.get("ann", []):
+        if r["row"] in ("ivf", "hnsw") and "speed-up vs exact" in r:
+            ok = (r["recall@20"] >= RECALL_TARGET and r["speed-up vs exact"] >= 10
+                  and abs(r["top1 - exact top1 (points)"]) <= 0.5)
+            out.append(f"- {r['row']} ({r['setting']}, {r['n_train']} training rows): "
+                       f"recall@20 {r['recall@20']:.3f}, {r['speed-up vs exact']:.1f} x faster "
+                       f"than exact, top-1 {r['top1 - exact top1 (points)']:+.2f} points "
+                       f"(target >= 0.95, >= 10 x, within 0.5: {'met' if ok else 'NOT met'})")
+    for r in stored.get("21k", []):
+        if "time_s" in r:
+            out.append(f"- 21k: predict + top-5 of {r['n_query']} queries, {r['n_classes']} "
+                       f"classes: peak RssAnon {r['anon_peak_MiB']:.0f} MiB (start "
+                       f"{r['anon_start_MiB']:.0f}) against working_memory "
+                       f"{r['working_memory_MiB']} MiB + n_query x k x 32 B = "
+                       f"{r['n_query x k x 32 B (MiB)']:.0f} MiB")
+    return ["## Targets (issue 9)", ""] + out + [""] if out else []
 
 
 def render():
@@ -538,11 +573,10 @@ def render():
              "subprocess; memory columns are that process's RssAnon (its own memory, "
              "the peak is the memory beyond the memory-mapped file) and RssFile (pages "
              "of the mapped file it touched), see `bench/scale.py`.", ""]
-    for stage in STAGES:
-        p = STORE / f"{stage}.json"
-        if not p.is_file():
-            continue
-        rows = json.loads(p.read_text())
+    stored = {st: json.loads((STORE / f"{st}.json").read_text()) for st in STAGES
+              if (STORE / f"{st}.json").is_file()}
+    lines += _summary(stored)
+    for stage, rows in stored.items():
         lines += [f"## {stage}", ""]
         if stage == "mnist":
             keys = dict.fromkeys(k for r in rows for k in r if k != "blas")
