@@ -306,3 +306,24 @@ def test_neighbours_listed_are_capped_but_all_vote(mnist_like, tmp_path):
         assert all(n["thumbnail"].startswith("data:image/png;base64,") for n in p["neighbors"])
         assert [t["index"] for t in p["top"]] == tk.tolist()
         np.testing.assert_allclose([t["score"] for t in p["top"]], pr[tk])
+
+
+def test_uploads_never_touch_the_file_system(client, mnist_like, monkeypatch):
+    import builtins
+    import os
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a request opened a file: {args[:1]}")
+
+    files = _files(mnist_like["X_test"][:3])
+    noise = np.random.default_rng(0).integers(0, 256, (1100, 1100, 1), dtype=np.uint8)
+    big = [("file", ("big.png", png_bytes(noise), "image/png"))]
+    assert len(big[0][1][1]) > 1 << 20
+    for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    monkeypatch.setattr(builtins, "open", refuse)
+    monkeypatch.setattr(os, "open", refuse)
+    assert client.post("/v1/models/digits-softmax:predict", files=files).status_code == 200
+    # larger than the 1 MiB at which form parsers usually spill to disk
+    assert client.post("/v1/models/digits-knn:predict", files=big).status_code == 200
