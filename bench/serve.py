@@ -261,7 +261,7 @@ def train_models(data, directory: Path, quick: bool):
     X, y = data.X_train[:n], data.y_train[:n]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        soft = Softmax(optimizer="lbfgs", epochs=30 if quick else 100, reg=1e-4,
+        soft = Softmax(optimizer="lbfgs", epochs=30, reg=1e-4,
                        random_state=0).fit(X, y)
     knn = KNearestNeighbor(k=3, metric="l2").fit(X, y)
     paths = (imgcls.save(soft, directory / "mnist-softmax.safetensors", classes=data.classes),
@@ -355,9 +355,17 @@ def write_results(rows, quick: bool) -> Path:
                                   "handler_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "req_per_s",
                                   "server_cpu_ms_per_req", "5xx", "unexpected_status", "wrong_answers")} for r in rows]
     mixed = [r for r in rows if "rss_at_end_MiB" in r]
+    load1 = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     text = [f"# serve — {time.strftime('%Y-%m-%d %H:%M')}", "",
             f"machine: {os.cpu_count()} cores (server and load generator share them); "
-            f"quick={quick}; `python -m bench.serve`", "",
+            f"quick={quick}; `python -m bench.serve`; load average at the end {load1} "
+            "(other jobs on the machine: every time below includes waiting for a core)", "",
+            "`handler`: the server's own `time_ms.handler` (decode + predict + response "
+            "content); `e2e`: request written to response read, over a keep-alive "
+            "connection; `server_cpu_ms_per_req`: CPU time of the server process "
+            "(/proc/PID/stat) divided by the requests, the cost that does not depend on "
+            "waiting for a core; one MNIST test digit per request (PNG upload unless "
+            "stated).", "",
             markdown_table(latency), "",
             "Memory of the server process over the mixed run (RSS, MiB):", "",
             markdown_table([{k: r.get(k) for k in ("requests", "rss_after_1000_MiB",
