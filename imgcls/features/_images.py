@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .._validation import Array, ImageShape, Int, Schema
+from .._validation import ImageShape, Int, Schema
 from ..config import MAX_WORKING_MEMORY, get_config
 
 #: What every fitted image transformer holds: the shape of one image it was
