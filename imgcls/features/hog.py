@@ -33,7 +33,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._progress import track
-from .._validation import Interval
+from .._validation import Int, Interval
 from ..config import MAX_WORKING_MEMORY
 from ._images import batch_rows, check_images, check_same_shape, image_schema, n_threads
 
@@ -66,6 +66,25 @@ def bin_bounds(orientations: int) -> np.ndarray:
     step = np.float32(180.0 / orientations)
     return np.array([np.float32(step * np.float32(i)) for i in range(orientations + 1)],
                     dtype=np.float64)
+
+
+def _out_matches(attrs, dims, params):
+    """``n_features_out_`` is what the parameters give on ``image_shape_`` (a model file
+    cannot make ``transform`` write past its output rows)."""
+    shape, n_out = attrs.get("image_shape_"), attrs.get("n_features_out_")
+    params = params or {}
+    cell, block, bins = (params.get(k) for k in ("pixels_per_cell", "cells_per_block",
+                                                 "orientations"))
+    if not (isinstance(shape, tuple) and len(shape) >= 2
+            and all(isinstance(v, Integral) for v in (cell, block, bins))):
+        return None
+    nb = [s // cell - block + 1 for s in shape[:2]]
+    if min(nb) < 1:
+        return "image_shape_", f"{shape} holds no block of {block}x{block} cells of {cell} pixels"
+    if n_out != nb[0] * nb[1] * block * block * bins:
+        return "n_features_out_", (f"is {n_out}, but the parameters give "
+                                   f"{nb[0] * nb[1] * block * block * bins} on {shape}")
+    return None
 
 
 @njit(cache=True, nogil=True)
@@ -189,7 +208,8 @@ class HOG(TransformerMixin, BaseEstimator):
         "n_jobs": [Interval(Integral, None, -1, closed="right"),
                    Interval(Integral, 1, None, closed="left"), None],
     }
-    _learned_attribute_schema = image_schema()
+    _learned_attribute_schema = image_schema(n_features_out_=Int(min=1)).extend(
+        rules=(_out_matches,))
 
     def __init__(self, orientations=9, pixels_per_cell=8, cells_per_block=2,
                  block_norm="L2-Hys", working_memory=None, n_jobs=None):

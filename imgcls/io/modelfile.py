@@ -258,6 +258,11 @@ def save(model: Any, path: str | os.PathLike, *, classes: Any = None,
         The file cannot be written (the message names the path).
     """
     path = Path(path)
+    from .pipelinefile import is_pipeline, save_pipeline
+
+    if is_pipeline(model):  # feature transformers + classifier: see imgcls.io.pipelinefile
+        return save_pipeline(model, path, classes=classes, preprocessing=preprocessing,
+                             registry=registry, key=key)
     mac_key = signing_key(key)
     cls = type(model)
     name = cls.__name__
@@ -576,6 +581,10 @@ def load(path: str | os.PathLike, *, key: bytes | str | None = None,
         digest = tensor_sha256(tensors)
     if digest != doc.get("payload_sha256"):
         raise fail(path, "the tensor data was modified or damaged (SHA-256 mismatch)")
+    from .pipelinefile import PIPELINE, load_pipeline
+
+    if doc.get("estimator") == PIPELINE:  # a whole pipeline: see imgcls.io.pipelinefile
+        return load_pipeline(path, doc, tensors, registry)
     attrs = _decode_attributes(path, doc, tensors)
     model = _build(path, doc, registry)
     cls = type(model)

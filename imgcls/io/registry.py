@@ -22,6 +22,12 @@ BUILTIN_ESTIMATORS: dict[str, tuple[str, str]] = {
     "NearestNeighbor": ("imgcls.neighbors", "NearestNeighbor"),
     "LinearSVM": ("imgcls.linear", "LinearSVM"),
     "Softmax": ("imgcls.linear", "Softmax"),
+    # feature transformers, the steps of a saved pipeline (imgcls.io.pipelinefile)
+    "Pixels": ("imgcls.features", "Pixels"),
+    "HOG": ("imgcls.features", "HOG"),
+    "ColorHistogram": ("imgcls.features", "ColorHistogram"),
+    "KMeansFeatures": ("imgcls.features", "KMeansFeatures"),
+    "OnnxEmbedder": ("imgcls.features.onnx", "OnnxEmbedder"),
 }
 
 _registered: dict[str, type] = {}

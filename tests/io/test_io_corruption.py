@@ -117,7 +117,8 @@ def test_unknown_estimator_class(victim, name):
         doc["estimator"] = name
     edit_metadata(victim, change)
     _load_fails(victim, "unknown estimator class .*may only hold one of: Centroid, "
-                        "KNearestNeighbor, LinearSVM, NearestNeighbor, Softmax")
+                        "ColorHistogram, HOG, KMeansFeatures, KNearestNeighbor, LinearSVM, "
+                        "NearestNeighbor, OnnxEmbedder, Pixels, Softmax")
 
 
 @pytest.mark.parametrize("params, message", [

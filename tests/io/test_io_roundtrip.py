@@ -147,7 +147,8 @@ def test_save_refuses_classes_not_on_the_allow_list(tmp_path, fitted):
     sk = KNeighborsClassifier(n_neighbors=1).fit(np.zeros((2, 2)), [0, 1])
     for bad in (sub, sk, {"W_": 1}):
         with pytest.raises(ValueError, match="only these estimator classes can be saved: "
-                                             "Centroid, KNearestNeighbor, LinearSVM"):
+                                             "Centroid, ColorHistogram, HOG, KMeansFeatures, "
+                                             "KNearestNeighbor, LinearSVM"):
             save(bad, tmp_path / "m.st", registry=REGISTRY)
     assert list(tmp_path.iterdir()) == []
 
