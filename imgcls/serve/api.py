@@ -285,7 +285,7 @@ def parse_json_instances(body: bytes, model: ServedModel, limits: ServeLimits):
         raise ApiError(422, "bad_request", 'the JSON body must be an object {"instances": [...]}')
     unknown = sorted(set(doc) - _JSON_KEYS)
     if unknown:
-        raise ApiError(422, "bad_request", f"unknown key(s) {', '.join(map(repr, unknown[:5]))}; "
+        raise ApiError(422, "bad_request", f"unknown key(s) {', '.join(repr(k[:40]) for k in unknown[:5])}; "
                                            f"expected {', '.join(sorted(_JSON_KEYS))}")
     instances = doc.get("instances")
     if not isinstance(instances, list) or not instances:

@@ -71,7 +71,7 @@ def _png(image) -> bytes:
     return buf.getvalue()
 
 
-def _raw(port, request: bytes, read_until_close=False, timeout=10.0) -> bytes:
+def _raw(port, request: bytes, timeout=10.0) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(request)
         return _read_response(s)
@@ -178,7 +178,7 @@ def _wait_for_url(proc) -> str:
 
 
 @pytest.mark.slow
-def test_the_command_serves_and_stops_on_ctrl_c(linear_model_path, knn_model_path, tmp_path):
+def test_the_command_serves_and_stops_on_ctrl_c(linear_model_path, knn_model_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "imgcls", "serve", str(linear_model_path), str(knn_model_path),
