@@ -75,6 +75,23 @@ def test_images_uint8_kept_and_flattened(rng):
     np.testing.assert_array_equal(i[:, 0], np.arange(4))
 
 
+@pytest.mark.parametrize("metric", ["l1", "l2", "cosine"])
+def test_float16_and_uint8_rows_are_kept_as_given_and_searched_as_their_values(metric, rng):
+    X = rng.normal(size=(90, 6)).astype(np.float16)
+    y = rng.integers(0, 3, 90)
+    Q = rng.normal(size=(12, 6))
+    est = KNearestNeighbor(k=4, metric=metric).fit(X, y)
+    assert est.X_fit_ is X  # no copy, dtype kept
+    ref = KNearestNeighbor(k=4, metric=metric).fit(X.astype(np.float64), y)
+    d, i = est.kneighbors(Q)
+    rd, ri = ref.kneighbors(Q)
+    np.testing.assert_array_equal(i, ri)
+    np.testing.assert_allclose(d, rd, rtol=1e-12)
+    np.testing.assert_array_equal(est.predict(Q), ref.predict(Q))
+    X8 = rng.integers(0, 256, (40, 5)).astype(np.uint8)
+    assert KNearestNeighbor(metric=metric).fit(X8, y[:40]).X_fit_ is X8
+
+
 def test_leave_one_out_matches_sklearn(rng):
     X, y = _blobs(rng, n=120)
     ours = KNearestNeighbor(k=3, metric="l2").fit(X, y)
