@@ -37,6 +37,20 @@ _MAX_RETRIES = 3
 _WORKER_WAIT_S = 60
 
 
+def _as_files(X):
+    """The files behind a memory-mapped training set, else ``X`` unchanged."""
+    from ..datasets.features import ShardedArray
+
+    parts = X.shards if isinstance(X, ShardedArray) else [X]
+    files = [getattr(p, "filename", None) if isinstance(p, np.memmap) else None for p in parts]
+    if all(files) and (isinstance(X, ShardedArray) or isinstance(X, np.memmap)):
+        # a view of part of a file would not be the whole file the worker opens
+        whole = [p.offset + p.nbytes == os.path.getsize(f) for p, f in zip(parts, files)]
+        if all(whole):
+            return [os.fspath(f) for f in files]
+    return X
+
+
 class ShardedKNearestNeighbor(KNearestNeighbor):
     """:class:`~imgcls.neighbors.KNearestNeighbor` whose training rows live on Dask workers.
 
@@ -121,11 +135,15 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
 
         Parameters
         ----------
-        X : ndarray, list of ndarray, or list of str / path
+        X : ndarray, list of ndarray, list of str / path, or a memory-mapped set
             One array (cut into one shard per worker), a list of arrays (one
             shard each, any sizes, empty ones allowed), or a list of ``.npy``
             files that the workers open themselves, memory-mapped (the paths
             must be readable on the workers; the client does not read them).
+            The ``X_train`` of ``load_dataset("features:DIR")`` (a
+            ``numpy.memmap`` or a ``ShardedArray`` of them) counts as its
+            files: each ``X_train-NNNNN.npy`` becomes a shard that a worker
+            opens.
         y : array-like of shape (n_train,)
             Labels of all training rows, in shard order.
 
@@ -150,6 +168,7 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
         if y.ndim != 1:
             raise DatasetError(f"y: expected a 1-D array of labels, got shape {y.shape}")
         check_classification_targets(y)
+        X = _as_files(X)
         if isinstance(X, (list, tuple)) and X and all(isinstance(p, (str, os.PathLike))
                                                       for p in X):
             placed = self._place_files(client, [os.fspath(p) for p in X], workers)

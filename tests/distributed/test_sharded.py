@@ -168,3 +168,19 @@ def test_cli_unreachable_scheduler_is_one_line(monkeypatch, capsys, tmp_path):
     assert len(err) == 1 and err[0].startswith("imgcls: error: cannot reach the Dask scheduler")
     assert not (tmp_path / "r").exists()
     assert main(["run", "--scheduler", "nowhere"]) == 1
+
+
+def test_a_features_dir_becomes_file_shards(client, tmp_path):
+    import imgcls
+
+    X, y, Q = _data(np.float16)
+    for i, (a, b) in enumerate([(0, 90), (90, 240)]):
+        np.save(tmp_path / f"X_train-{i:05d}.npy", X[a:b])
+    np.save(tmp_path / "y_train.npy", y)
+    np.save(tmp_path / "X_test.npy", Q)
+    np.save(tmp_path / "y_test.npy", np.zeros(len(Q), dtype=np.int64))
+    ds = imgcls.load_dataset(f"features:{tmp_path}")
+    sharded = ShardedKNearestNeighbor(client, k=4, metric="cosine").fit(ds.X_train, ds.y_train)
+    assert [f["path"] for f in sharded.shard_files_] == [
+        str(tmp_path / f"X_train-{i:05d}.npy") for i in range(2)]
+    _assert_same(KNearestNeighbor(k=4, metric="cosine").fit(X, y), sharded, Q)
