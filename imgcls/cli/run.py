@@ -3,6 +3,12 @@
     imgcls run                                   # digits, all three models, ./imgcls-report
     imgcls run --dataset mnist --root ../shared/data/mnist --out mnist-report
     imgcls run --models knn --folds 10 --json    # machine-readable results on stdout
+    imgcls run --dataset folder:cifar --features pixels,hog+color,kmeans
+
+Stage lines go to stderr with the seconds since the start (``[  12.3s] kNN:
+5-fold cross-validation ...``): styled, with progress bars, on a terminal;
+plain lines in pipes and logs, so a long run is visible there too.  stdout
+holds only the table (or, with ``--json``, only the JSON document).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 __all__ = ["register"]
 
@@ -36,6 +43,11 @@ def register(subparsers) -> None:
                    help="output directory (default: ./imgcls-report)")
     p.add_argument("--json", action="store_true",
                    help="print results.json to stdout instead of the table")
+    p.add_argument("--features", default=None, metavar="LIST",
+                   help="compare feature sets: comma-separated names among pixels, hog, color, "
+                        "kmeans, joined with '+' to concatenate (e.g. pixels,hog+color,kmeans); "
+                        "each is fitted on the training split only. Default: the samples as "
+                        "they are")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the cross-validation searches and grid-search fits on a Dask "
                         "cluster: tcp://HOST:8786 (see `dask scheduler`), or local:N for N "
@@ -51,11 +63,7 @@ def _run(args) -> int:
 
     from .._progress import progress_enabled
 
-    err = Console(stderr=True, highlight=False)
-    # Stage lines, like the progress bars, only on a terminal: pipes and logs get
-    # just the result (and an error as one line).
-    quiet = args.json or not progress_enabled()
-    log = (lambda msg: None) if quiet else (lambda msg: err.print(f"[dim]·[/dim] {msg}"))
+    log = stage_logger(progress_enabled(), time.perf_counter())
     client = None
     if args.scheduler is not None:
         from ..distributed import check_workers, connect
@@ -68,7 +76,7 @@ def _run(args) -> int:
                 f"{len(client.nthreads())} workers")
         results = run_study(args.dataset, root=args.root, download=args.download,
                             models=args.models, folds=args.folds, seed=args.seed,
-                            out=args.out, log=log, client=client)
+                            out=args.out, log=log, client=client, features=args.features)
     finally:
         if client is not None:
             client.close()
@@ -78,6 +86,27 @@ def _run(args) -> int:
         return 0
     print_summary(results, Console(highlight=False))
     return 0
+
+
+def stage_logger(terminal: bool, t_start: float):
+    """``log(msg)`` writing ``[  12.3s] msg`` (seconds since ``t_start``) to stderr.
+
+    On a terminal the line goes through rich (dimmed time stamp, drawn above any
+    progress bar); elsewhere it is a plain line, flushed at once, so logs of a
+    long run show each stage as it starts.
+    """
+    if terminal:
+        from rich.console import Console
+        from rich.markup import escape
+
+        err = Console(stderr=True, highlight=False)
+        return lambda msg: err.print(f"[dim]\\[{time.perf_counter() - t_start:7.1f}s][/dim] "
+                                     f"{escape(msg)}")
+
+    def plain(msg: str) -> None:
+        sys.stderr.write(f"[{time.perf_counter() - t_start:7.1f}s] {msg}\n")
+        sys.stderr.flush()
+    return plain
 
 
 def print_summary(results: dict, console) -> None:

@@ -26,7 +26,8 @@ from sklearn.utils.metaestimators import available_if
 
 from ..errors import ConfigError
 
-__all__ = ["ImagePipeline", "FeatureSet", "parse_feature_sets", "extract_features"]
+__all__ = ["ImagePipeline", "FeatureSet", "parse_feature_sets", "extract_features",
+           "feature_params"]
 
 
 def _final_has(attr: str):
@@ -121,10 +122,20 @@ def parse_feature_sets(spec, params: dict | None = None) -> list[FeatureSet]:
     return sets
 
 
+def feature_params(transformer) -> dict:
+    """Parameters per feature name, JSON-able (``{"hog": {...}, "color": {...}}``)."""
+    from sklearn.pipeline import FeatureUnion
+
+    if isinstance(transformer, FeatureUnion):
+        return {name: t.get_params(deep=False) for name, t in transformer.transformer_list}
+    return {type(transformer).__name__: transformer.get_params(deep=False)}
+
+
 def _seed(transformer, seed: int):
-    if "random_state" in transformer.get_params():
-        transformer.set_params(random_state=seed)
-    return transformer
+    # a FeatureUnion's deep parameters name each part's: "kmeans__random_state"
+    keys = [k for k in transformer.get_params(deep=True)
+            if k == "random_state" or k.endswith("__random_state")]
+    return transformer.set_params(**{k: seed for k in keys}) if keys else transformer
 
 
 def extract_features(ds, feature_set: FeatureSet, seed: int = 0,

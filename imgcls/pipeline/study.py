@@ -14,6 +14,12 @@ How the test split is kept apart (the honest protocol):
 3. Only then is the test split used, once per model: top-1/top-5 accuracy,
    per-class accuracy, confusion matrix, prediction time.  Nothing computed on
    the test split feeds back into a choice.
+
+With ``features=`` (``imgcls run --features pixels,hog+color``) each feature
+set is fitted on the training split alone (:func:`imgcls.pipeline.features.
+extract_features`: k-means centroids, whitening and standardisation never see
+a test row), both splits are transformed, and steps 1-3 run on the feature
+rows; the saved model is the whole pipeline (features, then classifier).
 """
 
 from __future__ import annotations
@@ -176,7 +182,8 @@ def run_study(dataset="digits", root=None, download: bool = False,
               models=MODEL_NAMES, folds: int = 5, seed: int = 0, out="imgcls-report", *,
               knn_grid: dict | None = None, linear_grids: dict | None = None,
               save_models: bool = True, progress: bool | None = None,
-              log: Callable[[str], None] | None = None, client=None) -> dict:
+              log: Callable[[str], None] | None = None, client=None,
+              features=None, feature_params: dict | None = None) -> dict:
     """Run the whole study and write the report.
 
     Parameters
@@ -211,6 +218,14 @@ def run_study(dataset="digits", root=None, download: bool = False,
         Run the cross-validation's fold searches and the grid searches' fits on
         this Dask cluster: the results, the choices and the report are those of
         a local run with the same seed (only times differ).
+    features : str or sequence of str, optional
+        Feature sets to compare, e.g. ``"pixels,hog+color,kmeans"`` (names of
+        :func:`imgcls.features.make_features`); None: the models take the
+        data set's samples as they are.  With one feature set the model keys
+        stay ``knn``, ``svm``, ``softmax``; with several they are
+        ``"<features>/<model>"`` (``"hog+color/svm"``).
+    feature_params : dict, optional
+        Parameters per feature name, e.g. ``{"kmeans": {"n_centroids": 400}}``.
 
     Returns
     -------
@@ -218,7 +233,9 @@ def run_study(dataset="digits", root=None, download: bool = False,
         JSON-able; as written to ``results.json``: ``dataset`` (summary),
         ``models`` (per model: ``params``, ``test_top1``, ``test_top5``,
         ``fit_time``, ``predict_time``, ``why``, ``per_class_accuracy``,
-        ``confusion``, ``confusion_normalized``, ``model_file``), ``selection``
+        ``confusion``, ``confusion_normalized``, ``model_file``, ``features``:
+        the feature set's name, or None for the samples as they are),
+        ``features`` (per feature set: ``n_features``, extraction seconds), ``selection``
         (per model: the search table), ``protocol``, ``timings``, ``seed``,
         ``folds``, ``imgcls_version``, and ``report`` (path of report.html).
 
@@ -243,6 +260,12 @@ def run_study(dataset="digits", root=None, download: bool = False,
         raise ConfigError(f"unknown kNN grid key(s) {unknown}; valid: ks, metrics, weights, "
                           "max_samples")
     linear_grids = {k: dict(v) for k, v in (linear_grids or {}).items()}
+    if features is not None:
+        from .features import parse_feature_sets
+
+        feature_sets = parse_feature_sets(features, feature_params)  # names fail here, early
+    else:
+        feature_sets = [None]
     out = check_out_dir(out)
     timings: dict[str, float] = {}
 
@@ -250,7 +273,7 @@ def run_study(dataset="digits", root=None, download: bool = False,
     if isinstance(dataset, Dataset):
         ds = dataset
     else:
-        log(f"loading {dataset}")
+        # no line before the load: a data set that fails to load is one error line
         ds = load_dataset(dataset, root=root, download=download)
     timings["load"] = time.perf_counter() - t0
     summary = ds.summary()
@@ -259,42 +282,63 @@ def run_study(dataset="digits", root=None, download: bool = False,
         f"{n_classes} classes")
 
     fitted, model_results, selection = {}, {}, {}
+    transformers, feature_info = {}, {}
     cv_table = None
-    for name in models:
-        t0 = time.perf_counter()
-        if name == "knn":
-            params, why, sel = _select_knn(ds, int(folds), seed, knn_grid, log, progress,
-                                           client)
-            cv_table = sel["table"]
-        else:
-            params, why, sel = _select_linear(name, ds, seed, linear_grids.get(name), log,
-                                              progress, client)
-        timings[f"select_{name}"] = time.perf_counter() - t0
-        selection[name] = sel
+    fig_ds = ds
+    for fset in feature_sets:
+        work = ds
+        if fset is not None:
+            from .features import extract_features
 
-        log(f"{name}: final fit on the whole training split ({_fmt_params(params)})")
-        model = _seeded(make_estimator(name, params), seed)
-        t0 = time.perf_counter()
-        model.fit(ds.X_train, ds.y_train)
-        fit_time = time.perf_counter() - t0
-        log(f"{name}: evaluating on the test split ({len(ds.y_test)} samples)")
-        ev = evaluate_model(model, ds.X_test, ds.y_test, n_classes)
-        ev.pop("y_pred")
-        fitted[name] = model
-        model_results[name] = {"params": params, "test_top1": ev.pop("test_top1"),
-                               "test_top5": ev.pop("test_top5"), "fit_time": fit_time,
-                               "predict_time": ev.pop("predict_time"), "why": why, **ev,
-                               "estimator": type(model).__name__,
-                               "all_params": model.get_params()}
-        if getattr(model, "history_", None):
-            model_results[name]["history"] = model.history_
-        log(f"{name}: test top-1 {model_results[name]['test_top1']:.4f}, "
-            f"top-5 {model_results[name]['test_top5']:.4f}")
+            work, transformers[fset.name], secs = extract_features(ds, fset, seed, log)
+            feature_info[fset.name] = {"n_features": int(work.X_train.shape[1]), **secs}
+            timings[f"features_{fset.name}"] = sum(secs.values())
+            fig_ds = fig_ds if fig_ds is not ds else work
+        for name in models:
+            key = name if len(feature_sets) == 1 else f"{fset.name}/{name}"
+            t0 = time.perf_counter()
+            if name == "knn":
+                params, why, sel = _select_knn(work, int(folds), seed, knn_grid, log,
+                                               progress, client)
+                cv_table = cv_table or sel["table"]
+            else:
+                params, why, sel = _select_linear(name, work, seed, linear_grids.get(name),
+                                                  log, progress, client)
+            timings[f"select_{key}"] = time.perf_counter() - t0
+            selection[key] = sel
+
+            log(f"{key}: final fit on the whole training split ({_fmt_params(params)})")
+            model = _seeded(make_estimator(name, params), seed)
+            t0 = time.perf_counter()
+            model.fit(work.X_train, work.y_train)
+            fit_time = time.perf_counter() - t0
+            log(f"{key}: evaluating on the test split ({len(work.y_test)} samples)")
+            ev = evaluate_model(model, work.X_test, work.y_test, n_classes)
+            ev.pop("y_pred")
+            fitted[key] = model
+            model_results[key] = {"params": params, "test_top1": ev.pop("test_top1"),
+                                  "test_top5": ev.pop("test_top5"), "fit_time": fit_time,
+                                  "predict_time": ev.pop("predict_time"), "why": why, **ev,
+                                  "estimator": type(model).__name__,
+                                  "all_params": model.get_params(),
+                                  "features": None if fset is None else fset.name}
+            if fset is not None:
+                from .features import feature_params
+
+                model_results[key]["feature_params"] = feature_params(transformers[fset.name])
+            if getattr(model, "history_", None):
+                model_results[key]["history"] = model.history_
+            log(f"{key}: test top-1 {model_results[key]['test_top1']:.4f}, "
+                f"top-5 {model_results[key]['test_top5']:.4f}")
 
     t0 = time.perf_counter()
+    log("drawing figures")
     with bar("drawing figures", None, disable=None if progress is None else not progress) \
             as advance:
-        figures = _figures(ds, fitted, model_results, cv_table, seed, lambda name: advance())
+        # with feature sets, pictures of the first set's models (feature rows, not
+        # images: no retrievals) and a confusion matrix for every model
+        figures = _figures(fig_ds, fitted, model_results, cv_table, seed,
+                           lambda name: advance())
     timings["figures"] = time.perf_counter() - t0
 
     results = {
@@ -305,6 +349,7 @@ def run_study(dataset="digits", root=None, download: bool = False,
                      "cross-validation; linear: validation split); the chosen configuration "
                      "refitted on the whole training split; the test split evaluated once, "
                      "after choosing"),
+        "features": feature_info or None,
         "seed": seed,
         "folds": int(folds),
         "imgcls_version": __version__,
@@ -317,7 +362,13 @@ def run_study(dataset="digits", root=None, download: bool = False,
 
         (out / "models").mkdir(exist_ok=True)
         for name, model in fitted.items():
-            path = out / "models" / f"{name}.safetensors"
+            path = out / "models" / f"{name.replace('/', '_')}.safetensors"
+            fname = model_results[name]["features"]
+            if fname is not None:  # the whole pipeline: features fitted on training rows
+                from .features import ImagePipeline
+
+                model = ImagePipeline([("features", transformers[fname]),
+                                       ("classifier", model)])
             imgcls_io.save(model, path, classes=[ds.classes[int(c)] for c in model.classes_])
             model_results[name]["model_file"] = str(path.relative_to(out))
     timings["save_models"] = time.perf_counter() - t0
