@@ -85,11 +85,19 @@ async def read_body(request, limit: int) -> bytes:
         if len(digits) > len(str(limit)) or int(digits) > limit:
             raise ApiError(413, "too_large", f"request body of {digits[:40]} bytes is over the "
                                              f"limit of {limit} bytes")
+    from starlette.requests import ClientDisconnect
+
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too_large", f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "too_large",
+                               f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # nobody will read the answer; a 4xx keeps it out of the server-error log
+        raise ApiError(400, "bad_request", "the client disconnected before the body "
+                                           "ended") from None
     return b"".join(chunks)

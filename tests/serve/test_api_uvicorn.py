@@ -235,3 +235,16 @@ def test_bind_refuses_a_port_in_use():
             bind("127.0.0.1", first.getsockname()[1])
     finally:
         first.close()
+
+
+def test_a_client_leaving_mid_body_is_no_server_error(server, mnist_like, caplog):
+    head = (f"POST {URL_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 5000\r\n\r\n").encode()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(head + b'{"instances": [[0, 0')
+            time.sleep(0.05)
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}") as client:
+        r = client.post(URL_PATH, json={"instances": [mnist_like["X_test"][0].tolist()]})
+        assert r.status_code == 200
+    assert not [r for r in caplog.records if r.name == "imgcls.serve"]
