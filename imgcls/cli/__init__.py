@@ -22,7 +22,7 @@ from .._version import __version__
 # Sub-command modules, in the order they appear in --help.
 _COMMANDS = ("imgcls.cli.run", "imgcls.cli.models", "imgcls.cli.knn_eval",
              "imgcls.cli.datasets",
-             "imgcls.cli.serve")
+             "imgcls.cli.serve", "imgcls.cli.embed")
 
 
 def build_parser() -> argparse.ArgumentParser:
