@@ -53,7 +53,11 @@ def small_grids(monkeypatch):
         "learning_rate": [0.05], "reg": [1e-4], "epochs": [3]})
 
 
-def test_run_features_hog_color_end_to_end(cifar_folder, tmp_path, capsys, small_grids):
+def test_run_features_hog_color_end_to_end(cifar_folder, tmp_path, capsys, small_grids,
+                                           monkeypatch):
+    # the figures are drawn in test_figures_of_feature_rows (the kNN decision-region
+    # pictures alone take seconds)
+    monkeypatch.setattr(study_mod, "_figures", lambda *a, **kw: {})
     out = tmp_path / "rep"
     assert main(["run", "--dataset", f"folder:{cifar_folder}", "--features", "hog+color",
                  "--models", "knn,svm", "--folds", "3", "--out", str(out), "--json"]) == 0
@@ -100,6 +104,17 @@ def test_several_feature_sets_get_prefixed_keys(tmp_path, small_grids, monkeypat
     assert res["models"]["pixels/softmax"]["features"] == "pixels"
     assert res["features"]["pixels"]["n_features"] == 16 * 16 * 3
     assert (tmp_path / "r" / "models" / "hog+color_softmax.safetensors").is_file()
+
+
+def test_figures_of_feature_rows(tmp_path, small_grids):
+    """Figures and report with a feature set: templates over features, confusion matrices."""
+    res = run_study(_tiny_images(), models="softmax", folds=2, out=tmp_path / "r",
+                    features="hog+color")
+    figures = json.loads((tmp_path / "r" / "results.json").read_text())["figures"]
+    assert {"templates_softmax", "confusion_softmax"} <= set(figures)
+    assert "retrievals" not in figures  # feature rows are not pictures
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "features_hog+color" in html and res["models"]["softmax"]["features"] == "hog+color"
 
 
 def test_features_are_fitted_on_training_rows_only(tmp_path, small_grids, monkeypatch):
