@@ -51,6 +51,8 @@ __all__ = ["OnnxEmbedder", "MAX_ONNX_BYTES"]
 #: Largest ONNX file read: protobuf's own limit on one serialised message (2 GiB).
 MAX_ONNX_BYTES = 2**31 - 1
 _INSTALL = "pip install imgcls[onnx]"
+# Read size when hashing a file before trusting it (bounded memory).
+_HASH_BLOCK = 1 << 20
 
 
 class _Sha256(_Spec):
@@ -170,22 +172,35 @@ class OnnxEmbedder(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
 
     # ------------------------------------------------------------------ model file
-    def _read_model(self) -> tuple[bytes, str]:
+    def _read_model(self, expect_sha256: str | None) -> tuple[bytes, str]:
+        """The file's bytes and SHA-256; with ``expect_sha256`` the file is hashed in
+        blocks first, so a path naming some other large file costs no memory."""
         with open_regular(self.model_path, error=FormatError, what="ONNX model file") as f:
+            if expect_sha256 is not None:
+                h = hashlib.sha256()
+                for block in iter(lambda: f.read(_HASH_BLOCK), b""):
+                    h.update(block)
+                self._check_digest(h.hexdigest(), expect_sha256)
+                f.seek(0)
             data = f.read(MAX_ONNX_BYTES + 1)
         if len(data) > MAX_ONNX_BYTES:
             raise FormatError(f"{self.model_path}: larger than {MAX_ONNX_BYTES} bytes, more "
                               "than one ONNX (protobuf) message can hold")
-        return data, hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()
+        if expect_sha256 is not None:  # the bytes used, not only the bytes hashed above
+            self._check_digest(digest, expect_sha256)
+        return data, digest
+
+    def _check_digest(self, digest: str, expect: str) -> None:
+        if digest != expect:
+            raise FormatError(f"{self.model_path}: this ONNX file is not the one the embedder "
+                              f"was fitted with (SHA-256 {digest[:16]}..., expected "
+                              f"{expect[:16]}...)")
 
     def _open(self, expect_sha256: str | None):
         """((session, input name, output name, channels), SHA-256) for the file, hash checked."""
         ort = _onnxruntime()
-        data, digest = self._read_model()
-        if expect_sha256 is not None and digest != expect_sha256:
-            raise FormatError(f"{self.model_path}: this ONNX file is not the one the embedder "
-                              f"was fitted with (SHA-256 {digest[:16]}..., expected "
-                              f"{expect_sha256[:16]}...)")
+        data, digest = self._read_model(expect_sha256)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # errors only: warnings would reach the user's stderr
         try:
