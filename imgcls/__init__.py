@@ -30,6 +30,7 @@ _LAZY = {
     "HOG": "imgcls.features",
     "ColorHistogram": "imgcls.features",
     "KMeansFeatures": "imgcls.features",
+    "OnnxEmbedder": "imgcls.features",
     "make_features": "imgcls.features",
     "save": "imgcls.io",
     "load": "imgcls.io",
