@@ -573,6 +573,9 @@ def render():
              "subprocess; memory columns are that process's RssAnon (its own memory, "
              "the peak is the memory beyond the memory-mapped file) and RssFile (pages "
              "of the mapped file it touched), see `bench/scale.py`.", ""]
+    notes = RESULTS / "scale-notes.md"  # what a run left out or found, written by hand
+    if notes.is_file():
+        lines += [notes.read_text().strip(), ""]
     stored = {st: json.loads((STORE / f"{st}.json").read_text()) for st in STAGES
               if (STORE / f"{st}.json").is_file()}
     lines += _summary(stored)
