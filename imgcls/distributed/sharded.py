@@ -26,7 +26,8 @@ from ..errors import ConfigError, DatasetError
 from .._validation import Interval, flatten_images
 from ..neighbors.knn import KNearestNeighbor
 from .cluster import check_workers, require_distributed
-from .shards import hold_array, merge_topk, open_shard, search_shards, shard_info
+from ..neighbors.shards import merge_topk
+from .shards import hold_array, open_shard, search_shards, shard_info
 
 __all__ = ["ShardedKNearestNeighbor"]
 

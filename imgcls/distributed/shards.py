@@ -141,29 +141,6 @@ def open_shard(info: ShardInfo, cache_bytes: int = 0) -> FileShard:
                      prepared=_prepared(rows, cache_bytes))
 
 
-def merge_topk(dists, inds, k: int):
-    """Merge per-part top-k lists on (distance, global index), keeping the k best.
-
-    Parameters
-    ----------
-    dists, inds : list of ndarray of shape (n, k_i)
-        float64 distances and int64 global indices, each row sorted.
-    k : int
-
-    Returns
-    -------
-    dist : ndarray of shape (n, min(k, sum k_i)), float64
-    ind : ndarray of shape (n, min(k, sum k_i)), int64
-        Sorted by (distance, index): what one search over all parts gives.
-    """
-    dist = np.concatenate(dists, axis=1)
-    ind = np.concatenate(inds, axis=1)
-    if dist.shape[1] == 0:
-        return dist, ind
-    order = np.lexsort((ind, dist), axis=1)[:, :k]
-    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(ind, order, axis=1)
-
-
 def search_shards(Xq, k: int, metric: str, working_memory, total_rows: int, offsets, *shards):
     """This worker's top k of ``Xq`` over its resident shards, with global indices.
 
@@ -187,22 +164,16 @@ def search_shards(Xq, k: int, metric: str, working_memory, total_rows: int, offs
         k_w = min(k, rows on this worker), sorted by (distance, global index).
     """
     from ..neighbors.prepared import budget_bytes
-    from ..neighbors.search import knn_search
+    from ..neighbors.shards import search_shards as search_rows
     from .tasks import worker_threads
 
-    n_jobs = worker_threads()
-    dists, inds = [np.empty((Xq.shape[0], 0))], [np.empty((Xq.shape[0], 0), dtype=np.int64)]
-    for offset, shard in zip(offsets, shards):
+    for shard in shards:
         shard.check_unchanged()
-        rows = shard.rows
-        if rows.shape[0] == 0:
-            continue
-        budget = budget_bytes(working_memory)
-        d, i = knn_search(Xq, rows, min(int(k), rows.shape[0]), metric, working_memory,
-                          n_jobs=n_jobs, prepared=shard.prepared.prepare(metric, budget))
-        dists.append(d)
-        inds.append(i + int(offset))
-    dist, ind = merge_topk(dists, inds, int(k))
+    budget = budget_bytes(working_memory)
+    dist, ind = search_rows(Xq, [s.rows for s in shards], offsets, int(k), metric,
+                            working_memory, n_jobs=worker_threads(),
+                            prepared=[s.prepared.prepare(metric, budget) if s.rows.shape[0]
+                                      else None for s in shards])
     if int(total_rows) <= np.iinfo(np.int32).max:
         # 12 bytes a neighbour on the wire instead of 16; the client widens it
         ind = ind.astype(np.int32)

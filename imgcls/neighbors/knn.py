@@ -63,6 +63,13 @@ def _nlist_within_training_set(attrs, dims, params):
     return None if problem is None else ("X_fit_", problem)
 
 
+def _is_sharded(X):
+    """A ``ShardedArray`` (a ``features:DIR`` training set stored as several files)."""
+    from ..datasets.features import ShardedArray
+
+    return isinstance(X, ShardedArray)
+
+
 def _check_finite(X):
     """Refuse NaN or infinite training values, reading ``X`` in blocks (no full-size temporary)."""
     row = first_nonfinite_row(X)
@@ -232,6 +239,8 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         self
         """
         self._validate_params()
+        if _is_sharded(X):
+            return self._fit_sharded(X, y)
         X_in, image_shape = flatten_images(X)
         # finiteness is checked below, in blocks: scikit-learn's check makes
         # full-size temporaries, and a memory-mapped X must not be read whole
@@ -257,6 +266,58 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.image_shape_ = image_shape
         return self
+
+    def _fit_sharded(self, X, y):
+        """``fit`` on a ``ShardedArray``: kept as it is, each shard searched on its own."""
+        from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+        if X.dtype not in _DTYPES:
+            raise ValueError(f"X: shards of dtype {X.dtype} are not searched; "
+                             "use uint8, float16, float32 or float64")
+        y2 = column_or_1d(y, warn=True)
+        check_consistent_length(X, y2)
+        for shard in X.shards:
+            _check_finite(shard)
+        check_classification_targets(y2)
+        self._check_k(int(self.k), X.shape[0])
+        ann.check_fit(self, X.shape[0])
+        classes, y_idx = np.unique(y2, return_inverse=True)
+        prepared = [PreparedTrainingSet(shard, self._cache_bytes() // len(X.shards))
+                    for shard in X.shards]
+        if self.algorithm == "exact":
+            for p in prepared:
+                if p.n:
+                    p.prepare(self.metric, budget_bytes(self.working_memory))
+        # all checks passed: only now touch the estimator
+        validate_data(self, X, skip_check_array=True, reset=True)
+        self._prepared_set = prepared
+        self.X_fit_ = X
+        self.y_fit_ = y_idx.astype(np.int64).reshape(-1)
+        self.classes_ = classes
+        self.image_shape_ = None
+        return self
+
+    def _kneighbors_sharded(self, Xq, k):
+        """Exact search of a ``ShardedArray`` training set, one shard at a time, merged."""
+        from .shards import drop_self, search_shards
+
+        Xt = self.X_fit_
+        prepared = self._prepared()
+        offsets = Xt.offsets[:-1]
+        if Xq is not None:
+            return search_shards(Xq, Xt.shards, offsets, k, self.metric, self.working_memory,
+                                 n_jobs=self.n_jobs, prepared=prepared)
+        # leave-one-out: the training rows are the queries, a block at a time
+        dist = np.empty((Xt.shape[0], k))
+        ind = np.empty((Xt.shape[0], k), dtype=np.int64)
+        rows = search_block_rows(Xt.shape[1], k + 1, self.working_memory)
+        for start, block in Xt.iter_blocks(rows):
+            d, i = search_shards(np.ascontiguousarray(block), Xt.shards, offsets, k + 1,
+                                 self.metric, self.working_memory, n_jobs=self.n_jobs,
+                                 prepared=prepared)
+            stop = start + block.shape[0]
+            dist[start:stop], ind[start:stop] = drop_self(d, i, start)
+        return dist, ind
 
     # --------------------------------------------------------- neighbours ---
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
@@ -289,6 +350,10 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
             Xq = None if X is None else self._validate_X(X)
             self._check_k(k, Xt.shape[0], loo=X is None)
             dist, ind = ann.kneighbors(self, Xt if X is None else Xq, k, exclude_self=X is None)
+        elif _is_sharded(Xt):
+            Xq = None if X is None else self._validate_X(X)
+            self._check_k(k, Xt.shape[0], loo=X is None)
+            dist, ind = self._kneighbors_sharded(Xq, k)
         elif X is None:
             self._check_k(k, Xt.shape[0], loo=True)
             dist, ind = knn_search(Xt, Xt, k, self.metric, self.working_memory,
@@ -312,7 +377,19 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         it.  ``cache_memory`` changed by ``set_params`` applies from the next search.
         """
         prepared = getattr(self, "_prepared_set", None)
-        if prepared is None or prepared.source is not self.X_fit_:
+        if _is_sharded(self.X_fit_):
+            shards = self.X_fit_.shards
+            cache = self._cache_bytes() // len(shards)
+            if (not isinstance(prepared, list) or len(prepared) != len(shards)
+                    or any(p.source is not s for p, s in zip(prepared, shards))):
+                prepared = [PreparedTrainingSet(s, cache) for s in shards]
+                self._prepared_set = prepared
+            budget = budget_bytes(self.working_memory)
+            for p in prepared:
+                if p.cache_bytes != cache:
+                    p.set_cache_bytes(cache)
+            return [p.prepare(self.metric, budget) if p.n else p for p in prepared]
+        if not isinstance(prepared, PreparedTrainingSet) or prepared.source is not self.X_fit_:
             prepared = PreparedTrainingSet(self.X_fit_, self._cache_bytes())
             self._prepared_set = prepared
         elif prepared.cache_bytes != self._cache_bytes():
