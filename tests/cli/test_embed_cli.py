@@ -87,3 +87,35 @@ def test_embed_failure_while_writing_leaves_nothing(image_folder, tmp_path, monk
                  "--out", str(tmp_path / "emb")])
     assert code == 1 and "disk full" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_embed_with_onnx_model(image_folder, tmp_path, capsys):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    out = tmp_path / "emb"
+    assert main(["embed", "--dataset", f"folder:{image_folder}", "--onnx", str(path),
+                 "--input-size", "8,8", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_features"] == 3
+    feats = load_dataset(f"features:{out}")
+    # the mean of each normalised channel: the class colour stands out
+    channel = np.array([{"red": 0, "green": 1, "blue": 2}[c] for c in feats.classes])
+    assert np.all(feats.X_train.argmax(axis=1) == channel[feats.y_train])
+    info = json.loads((out / "embedding.json").read_text())
+    assert len(info["model_sha256"]) == 64
+    # a model that does not take 8x8 images: one error line, no folder
+    code = main(["embed", "--dataset", f"folder:{image_folder}", "--onnx", str(path),
+                 "--input-size", "16,16", "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "has shape ['?', 3, 8, 8]" in err[-1]
+    assert not (tmp_path / "bad").exists()
