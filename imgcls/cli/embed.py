@@ -150,7 +150,7 @@ def _embed(args) -> int:
     log(f"{ds.name}: {len(ds.y_train)} training / {len(ds.y_test)} test samples")
     feats, transformer, secs = extract_features(ds, fset, args.seed, log)
     info = jsonable({"dataset": ds.name, "source": ds.source, "features": fset.name,
-                     "params": feature_params(transformer),
+                     "params": feature_params(transformer, fset.name),
                      "fitted_on": "the training split only",
                      "n_features": int(feats.X_train.shape[1]), "seconds": secs,
                      "seed": args.seed,

@@ -122,13 +122,16 @@ def parse_feature_sets(spec, params: dict | None = None) -> list[FeatureSet]:
     return sets
 
 
-def feature_params(transformer) -> dict:
-    """Parameters per feature name, JSON-able (``{"hog": {...}, "color": {...}}``)."""
+def feature_params(transformer, name: str) -> dict:
+    """Parameters per feature name, JSON-able (``{"hog": {...}, "color": {...}}``).
+
+    ``name`` is the feature set's name, the key of a single transformer's parameters.
+    """
     from sklearn.pipeline import FeatureUnion
 
     if isinstance(transformer, FeatureUnion):
-        return {name: t.get_params(deep=False) for name, t in transformer.transformer_list}
-    return {type(transformer).__name__: transformer.get_params(deep=False)}
+        return {part: t.get_params(deep=False) for part, t in transformer.transformer_list}
+    return {name: transformer.get_params(deep=False)}
 
 
 def _seed(transformer, seed: int):

@@ -325,7 +325,8 @@ def run_study(dataset="digits", root=None, download: bool = False,
             if fset is not None:
                 from .features import feature_params
 
-                model_results[key]["feature_params"] = feature_params(transformers[fset.name])
+                model_results[key]["feature_params"] = feature_params(
+                    transformers[fset.name], fset.name)
             if getattr(model, "history_", None):
                 model_results[key]["history"] = model.history_
             log(f"{key}: test top-1 {model_results[key]['test_top1']:.4f}, "

@@ -103,6 +103,8 @@ def test_several_feature_sets_get_prefixed_keys(tmp_path, small_grids, monkeypat
     assert set(res["models"]) == {"pixels/softmax", "hog+color/softmax"}
     assert res["models"]["pixels/softmax"]["features"] == "pixels"
     assert res["features"]["pixels"]["n_features"] == 16 * 16 * 3
+    assert res["models"]["pixels/softmax"]["feature_params"] == {"pixels": {}}
+    assert set(res["models"]["hog+color/softmax"]["feature_params"]) == {"hog", "color"}
     assert (tmp_path / "r" / "models" / "hog+color_softmax.safetensors").is_file()
 
 
