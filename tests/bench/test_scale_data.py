@@ -14,8 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: 
 from bench import scale_data as sd  # noqa: E402
 from imgcls.datasets import load_dataset  # noqa: E402
 
-TINY = {**sd._COMMON, "dim": 32, "subspace": 8, "chunk_rows": 64, "n_train": 300,
-        "n_test": 40, "n_classes": 5, "spread": 0.8, "seed": 7}
+TINY = {**sd._COMMON, "dim": 32, "subspace": 8, "local_rank": 2, "chunk_rows": 64,
+        "n_train": 300, "n_test": 40, "n_classes": 6, "n_super": 2, "sibling": 0.15,
+        "seed": 7}
 
 
 @pytest.fixture
@@ -32,10 +33,12 @@ def test_generation_is_deterministic_and_a_features_dir(tmp_path, tiny):
     ds = load_dataset(f"features:{a}")
     assert ds.X_train.shape == (300, 32) and ds.X_train.dtype == np.float16
     assert isinstance(ds.X_train, np.memmap)
-    assert np.bincount(ds.y_train).tolist() == [60] * 5  # balanced
-    # the vectors lie near an 8-d subspace: the 9th singular value is the noise
+    assert np.bincount(ds.y_train).tolist() == [50] * 6  # balanced
+    # the vectors lie near an 8-d subspace: from the 9th on, singular values are
+    # the noise's, below its Marchenko-Pastur edge noise * (sqrt(n) + sqrt(dim))
     s = np.linalg.svd(np.asarray(ds.X_train, np.float64), compute_uv=False)
-    assert s[8] < 0.2 * s[7]
+    edge = TINY["noise"] * (np.sqrt(300) + np.sqrt(32))
+    assert s[8] < 1.1 * edge < s[7]
     assert not list(tmp_path.glob("*/.*tmp*"))
 
 
@@ -67,7 +70,7 @@ def test_dino_accuracy_equals_brute_force(tmp_path, tiny):
     hits1 = hits5 = 0
     for i in range(len(Q)):
         nn = np.argsort(-sim[i], kind="stable")[:7]
-        scores = np.zeros(5)
+        scores = np.zeros(6)
         for j in nn:
             scores[y[j]] += np.exp(sim[i, j] / 0.07)
         ranked = np.argsort(-scores, kind="stable")
@@ -75,3 +78,28 @@ def test_dino_accuracy_equals_brute_force(tmp_path, tiny):
         hits5 += yq[i] in ranked[:5]
     assert top1 == pytest.approx(hits1 / len(Q)) and top5 == pytest.approx(hits5 / len(Q))
     assert 0.2 < top1 < 1.0
+
+
+def test_neighbours_stay_in_the_supercluster_and_siblings_are_confused(tmp_path, tiny):
+    """The two scales the construction promises: superclusters apart, siblings overlapping."""
+    folder = sd.ensure_scale_data(tiny, False, root=tmp_path)
+    X = np.load(folder / "X_train.npy").astype(np.float64)
+    y = np.load(folder / "y_train.npy")
+    Q = np.load(folder / "X_test.npy").astype(np.float64)
+    yq = np.load(folder / "y_test.npy")
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    nn = np.argsort(-(Q @ X.T), axis=1, kind="stable")[:, :20]
+    group = lambda labels: labels * TINY["n_super"] // TINY["n_classes"]  # noqa: E731
+    assert np.all(group(y[nn]) == group(yq)[:, None])  # every neighbour: own supercluster
+    assert 0.1 < np.mean(y[nn] != yq[:, None]) < 0.9  # ... but many from sibling classes
+
+
+def test_the_variants_keep_the_density_of_their_full_sets():
+    for variant, (full, quick) in sd.VARIANTS.items():
+        for p in (full, quick):
+            assert p["n_classes"] % p["n_super"] in (0, p["n_classes"] % p["n_super"])
+            assert p["version"] == sd.GENERATOR_VERSION >= 2
+        per_class = [round(p["n_train"] / p["n_classes"]) for p in (full, quick)]
+        per_super = [round(p["n_classes"] / p["n_super"]) for p in (full, quick)]
+        assert per_class[0] == per_class[1] and per_super[0] == per_super[1], variant
