@@ -48,7 +48,8 @@ def test_embed_writes_features_dir(image_folder, tmp_path, capsys):
     info = json.loads((out / "embedding.json").read_text())
     assert info["features"] == "hog+color" and info["fitted_on"] == "the training split only"
     # and the kNN tools read it
-    assert main(["knn-eval", "--dataset", f"features:{out}", "--k", "1", "--json"]) == 0
+    assert main(["knn-eval", "--dataset", f"features:{out}", "--k", "1", "--json",
+                 "--out", str(tmp_path / "knn-eval")]) == 0
 
 
 def test_embed_refuses_existing_folder(image_folder, tmp_path, capsys):
