@@ -294,16 +294,19 @@ def run_study(dataset="digits", root=None, download: bool = False,
             feature_info[fset.name] = {"n_features": int(work.X_train.shape[1]), **secs}
             timings[f"features_{fset.name}"] = sum(secs.values())
             fig_ds = fig_ds if fig_ds is not ds else work
+        # with several feature sets, the selection's lines say which: "hog+color/svm: ..."
+        sel_log = log if len(feature_sets) == 1 else \
+            (lambda msg, prefix=fset.name: log(f"{prefix}/{msg}"))
         for name in models:
             key = name if len(feature_sets) == 1 else f"{fset.name}/{name}"
             t0 = time.perf_counter()
             if name == "knn":
-                params, why, sel = _select_knn(work, int(folds), seed, knn_grid, log,
+                params, why, sel = _select_knn(work, int(folds), seed, knn_grid, sel_log,
                                                progress, client)
                 cv_table = cv_table or sel["table"]
             else:
                 params, why, sel = _select_linear(name, work, seed, linear_grids.get(name),
-                                                  log, progress, client)
+                                                  sel_log, progress, client)
             timings[f"select_{key}"] = time.perf_counter() - t0
             selection[key] = sel
 

@@ -98,8 +98,10 @@ def _tiny_images(n_train=40, n_test=20, seed=0):
 
 def test_several_feature_sets_get_prefixed_keys(tmp_path, small_grids, monkeypatch):
     monkeypatch.setattr(study_mod, "_figures", lambda *a, **kw: {})
+    lines = []
     res = run_study(_tiny_images(), models="softmax", folds=2, out=tmp_path / "r",
-                    features="pixels,hog+color")
+                    features="pixels,hog+color", log=lines.append)
+    assert any(line.startswith("hog+color/softmax: grid search") for line in lines), lines
     assert set(res["models"]) == {"pixels/softmax", "hog+color/softmax"}
     assert res["models"]["pixels/softmax"]["features"] == "pixels"
     assert res["features"]["pixels"]["n_features"] == 16 * 16 * 3
