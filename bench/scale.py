@@ -675,7 +675,43 @@ def _summary(stored):
                        f"{r['anon_base_MiB']:.0f} MiB = {extra:.0f} MiB against working_memory "
                        f"{r['working_memory_MiB']} MiB + n_query x k x {BYTES_PER_NEIGHBOUR} B "
                        f"= {budget:.0f} MiB ({'met' if extra <= budget else 'NOT met'})")
+    out += _mnist_summary(stored.get("mnist", []))
     return ["## Targets (issue 9)", ""] + out + [""] if out else []
+
+
+# issue 9's single-query targets (p50, ms) and per-call overhead bound
+SINGLE_QUERY_TARGET_MS = {"l2": 10.0, "l1": 5.0}
+OVERHEAD_TARGET_MS = 1.0
+
+
+def _mnist_summary(rows):
+    """MNIST L2 10,000 x 60,000 against faiss, single queries and per-call overhead."""
+    out = []
+    for env in dict.fromkeys(r["environment"] for r in rows):
+        mine = [r for r in rows if r["environment"] == env]
+        own = next((r for r in mine if r.get("tool") == "imgcls (uint8)"
+                    and r.get("metric") == "l2" and r.get("time_s")), None)
+        faiss = next((r for r in mine if r.get("tool") == "faiss IndexFlatL2"
+                      and r.get("time_s")), None)
+        if own and faiss:
+            ratio = own["time_s"] / faiss["time_s"]
+            out.append(f"- MNIST L2 10,000 x 60,000, k=10, {env}: imgcls {own['time_s']:.2f} s "
+                       f"= {ratio:.2f} x faiss IndexFlatL2 {faiss['time_s']:.2f} s (target "
+                       f"<= 1.0: {'met' if ratio <= 1.0 else 'NOT met'})")
+        for metric, target in SINGLE_QUERY_TARGET_MS.items():
+            r = next((r for r in mine if str(r.get("tool", "")).startswith(
+                "imgcls single query") and r.get("metric") == metric), None)
+            if r:
+                out.append(f"- MNIST single query {metric.upper()}, k=3, {env}: p50 "
+                           f"{r['p50_ms']:.2f} ms (target <= {target:g}: "
+                           f"{'met' if r['p50_ms'] <= target else 'NOT met'})")
+        over = [r["p50_ms"] for r in mine if str(r.get("tool", "")).startswith(
+            "imgcls per-call overhead")]
+        if over:
+            out.append(f"- per-call overhead (16 training rows), {env}: p50 <= {max(over):.2f} "
+                       f"ms over L1/L2/cosine (target <= {OVERHEAD_TARGET_MS:g}: "
+                       f"{'met' if max(over) <= OVERHEAD_TARGET_MS else 'NOT met'})")
+    return out
 
 
 def _ivf_against_best_exact(stored):

@@ -51,3 +51,16 @@ def test_the_21k_verdict_compares_growth_after_fit_with_the_budget():
     r["peak - base (MiB)"] = 300.0
     assert "(NOT met)" in next(x for x in scale._summary({"21k": [r]})
                                if x.startswith("- 21k"))
+
+
+def test_the_mnist_verdicts():
+    rows = [{"environment": ENV, "tool": "imgcls (uint8)", "metric": "l2", "time_s": 6.0},
+            {"environment": ENV, "tool": "faiss IndexFlatL2", "metric": "l2", "time_s": 5.0},
+            {"environment": ENV, "tool": "imgcls single query, k=3, uint8", "metric": "l1",
+             "p50_ms": 5.5},
+            {"environment": ENV, "tool": "imgcls per-call overhead (16 training rows), k=3",
+             "metric": "l2", "p50_ms": 0.4}]
+    lines = scale._mnist_summary(rows)
+    assert "1.20 x faiss" in lines[0] and "NOT met" in lines[0]
+    assert "L1" in lines[1] and "5.50 ms (target <= 5: NOT met)" in lines[1]
+    assert "0.40 ms" in lines[2] and lines[2].endswith("met)") and "NOT" not in lines[2]
