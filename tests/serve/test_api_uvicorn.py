@@ -38,7 +38,10 @@ class _Server:
     def __init__(self, app):
         self.sock = bind("127.0.0.1", 0)
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        # loop="asyncio": uvicorn < 0.31 would set uvloop's policy for the whole
+        # process, which later tests (Playwright's sync API) cannot run under
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                                    loop="asyncio"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True)
 

@@ -85,8 +85,10 @@ def server(linear_model_path, knn_model_path, evil_model_path, mnist_knn_path):
     if mnist_knn_path is not None:
         paths.append(mnist_knn_path[0])
     app = create_app(paths, limits=ServeLimits(max_body_bytes=MAX_BODY))
+    # loop="asyncio": uvicorn before 0.31 (the floor is 0.30) installs uvloop's event
+    # loop policy process-wide when it runs, and Playwright's sync API then hangs
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                            lifespan="off", access_log=False)
+                            lifespan="off", access_log=False, loop="asyncio")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, name="uvicorn-browser-tests", daemon=True)
     thread.start()
