@@ -356,9 +356,12 @@ def _read_labels(path: Path, n_rows: int, x_where: str) -> np.ndarray:
     out = np.empty(len(y), dtype=np.int64)
     for s in range(0, len(y), _LABEL_BLOCK):
         block = y[s:s + _LABEL_BLOCK]
+        # compared as uint64: numpy < 2 compares uint64 with a Python int in
+        # float64, where 2**63 - 1 and 2**63 + 5 are the same number
+        top = np.uint64(np.iinfo(np.int64).max)
         if block.dtype.kind == "u" and block.dtype.itemsize == 8 \
-                and block.size and block.max() > np.iinfo(np.int64).max:
-            bad = s + int(np.argmax(block > np.iinfo(np.int64).max))
+                and block.size and block.max() > top:
+            bad = s + int(np.argmax(block > top))
             raise FormatError(f"{path}: label {int(y[bad])} at row {bad} is too large")
         out[s:s + len(block)] = block
     if out.size and out.min() < 0:
