@@ -287,7 +287,14 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
         k = self.k if n_neighbors is None else n_neighbors
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"n_neighbors must be an integer >= 1, got {k!r}")
-        k = int(k)
+        dist, ind = self._neighbours(X, int(k), self.working_memory)
+        return (dist, ind) if return_distance else ind
+
+    def _neighbours(self, X, k, working_memory):
+        """:meth:`kneighbors` with distances; each worker's search within ``working_memory`` MiB."""
+        if X is None:
+            raise ConfigError("ShardedKNearestNeighbor.kneighbors needs query rows X "
+                              "(leave-one-out over the shards is not offered)")
         n_train = int(self.shard_rows_.sum())
         if k > n_train:
             raise ValueError(f"k={k} is larger than the training set ({n_train} samples)")
@@ -306,8 +313,8 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
         step = int(self.batch_size)
         for s in range(0, Xq.shape[0], step):
             e = min(Xq.shape[0], s + step)
-            dist[s:e], ind[s:e] = self._search_batch(Xq[s:e], k)
-        return (dist, ind) if return_distance else ind
+            dist[s:e], ind[s:e] = self._search_batch(Xq[s:e], k, working_memory)
+        return dist, ind
 
     def _by_worker(self):
         """Shard positions grouped by the worker that holds each now."""
@@ -318,7 +325,7 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
             groups.setdefault(holders[0], []).append(i)
         return groups
 
-    def _search_batch(self, Xq, k):
+    def _search_batch(self, Xq, k, working_memory):
         distributed = require_distributed()
         # what a worker dying mid-batch can raise on the client: its stream
         # closing, or the futures that lived on it being lost
@@ -331,7 +338,7 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
                 # (Dask's transfers), so a dead worker is never waited on here
                 q = self.client.scatter(Xq, hash=False)
                 tasks = [self.client.submit(
-                    search_shards, q, k, self.metric, self.working_memory,
+                    search_shards, q, k, self.metric, working_memory,
                     int(self.shard_rows_.sum()), [int(self.shard_offsets_[i]) for i in idx], *[self._shards[i] for i in idx],
                     workers=[w], allow_other_workers=True, pure=False)
                     for w, idx in groups.items()]

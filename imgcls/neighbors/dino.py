@@ -157,16 +157,16 @@ def knn_evaluate(X_train, y_train, X_test, y_test, ks: Sequence[int] = DEFAULT_K
     correct5 = dict.fromkeys(ks, 0)
     recall_sum = dict.fromkeys(ks, 0.0)
     timings.update(search=0.0, vote=0.0, **({"exact_search": 0.0} if exact else {}))
-    rows = search_block_rows(model.n_features_in_, k_max, working_memory)
+    rows, search_memory = search_block_rows(model.n_features_in_, k_max, working_memory)
     blocks = [(s, min(n_test, s + rows)) for s in range(0, n_test, rows)]
     for s, e in track(blocks, "kNN evaluation", total=len(blocks),
                       disable=None if progress is None else not progress):
         t0 = time.perf_counter()
-        dist, ind = model.kneighbors(X_test[s:e], k_max)
+        dist, ind = model._neighbours(X_test[s:e], k_max, search_memory)
         timings["search"] += time.perf_counter() - t0
         if exact is not None:
             t0 = time.perf_counter()
-            ind_exact = exact.kneighbors(X_test[s:e], k_max, return_distance=False)
+            ind_exact = exact._neighbours(X_test[s:e], k_max, search_memory)[1]
             timings["exact_search"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         neigh_y = y_fit[ind]

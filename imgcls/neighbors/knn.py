@@ -29,17 +29,32 @@ _MIN_SEARCH_ROWS = 1024
 # sorted copies: ~88 bytes per neighbour), the results (distance, index, class:
 # 24) and the vote's weights with their temporaries (~16)
 _BYTES_PER_NEIGHBOUR = 128
+# Share of working_memory a blocked caller's query block takes; the search
+# inside the block gets the rest (see search_block_rows)
+_BLOCK_SHARE = 0.5
 
 
 def search_block_rows(n_features, k, working_memory=None):
     """Queries per search call when a caller searches in blocks (predict, knn-eval).
 
-    Each call scans the whole training set, so blocks are as large as
+    Each call scans the whole training set, so blocks are as large as half of
     ``working_memory`` MiB allows for the float32 query copy and what the search
-    and the vote hold per neighbour, and at least ``_MIN_SEARCH_ROWS``.
+    and the vote hold per neighbour, and at least ``_MIN_SEARCH_ROWS``.  The
+    other half is the search's own, for its distance tiles and training blocks
+    (:func:`~imgcls.neighbors.search.knn_search`), so a block and the search
+    inside it together stay within ``working_memory``.
+
+    Returns
+    -------
+    rows : int
+        Queries per block.
+    search_memory : float
+        MiB to give the search of each block.
     """
+    budget = budget_bytes(working_memory)
     per_query = n_features * 4 + k * _BYTES_PER_NEIGHBOUR
-    return max(_MIN_SEARCH_ROWS, int(budget_bytes(working_memory) // per_query))
+    rows = max(_MIN_SEARCH_ROWS, int(budget * _BLOCK_SHARE // per_query))
+    return rows, budget * (1 - _BLOCK_SHARE) / 2**20
 
 
 # uint8 pixels stay uint8 (searched as they are); float32 and float16 stay as
@@ -297,7 +312,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         self.image_shape_ = None
         return self
 
-    def _kneighbors_sharded(self, Xq, k):
+    def _kneighbors_sharded(self, Xq, k, working_memory):
         """Exact search of a ``ShardedArray`` training set, one shard at a time, merged."""
         from .shards import drop_self, search_shards
 
@@ -305,15 +320,15 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         prepared = self._prepared()
         offsets = Xt.offsets[:-1]
         if Xq is not None:
-            return search_shards(Xq, Xt.shards, offsets, k, self.metric, self.working_memory,
+            return search_shards(Xq, Xt.shards, offsets, k, self.metric, working_memory,
                                  n_jobs=self.n_jobs, prepared=prepared)
         # leave-one-out: the training rows are the queries, a block at a time
         dist = np.empty((Xt.shape[0], k))
         ind = np.empty((Xt.shape[0], k), dtype=np.int64)
-        rows = search_block_rows(Xt.shape[1], k + 1, self.working_memory)
+        rows, search_memory = search_block_rows(Xt.shape[1], k + 1, working_memory)
         for start, block in Xt.iter_blocks(rows):
             d, i = search_shards(np.ascontiguousarray(block), Xt.shards, offsets, k + 1,
-                                 self.metric, self.working_memory, n_jobs=self.n_jobs,
+                                 self.metric, search_memory, n_jobs=self.n_jobs,
                                  prepared=prepared)
             stop = start + block.shape[0]
             dist[start:stop], ind[start:stop] = drop_self(d, i, start)
@@ -344,27 +359,24 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         k = self.k if n_neighbors is None else n_neighbors
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise ValueError(f"n_neighbors must be an integer >= 1, got {k!r}")
-        k = int(k)
-        Xt = self.X_fit_
-        if self.algorithm != "exact":
-            Xq = None if X is None else self._validate_X(X)
-            self._check_k(k, Xt.shape[0], loo=X is None)
-            dist, ind = ann.kneighbors(self, Xt if X is None else Xq, k, exclude_self=X is None)
-        elif _is_sharded(Xt):
-            Xq = None if X is None else self._validate_X(X)
-            self._check_k(k, Xt.shape[0], loo=X is None)
-            dist, ind = self._kneighbors_sharded(Xq, k)
-        elif X is None:
-            self._check_k(k, Xt.shape[0], loo=True)
-            dist, ind = knn_search(Xt, Xt, k, self.metric, self.working_memory,
-                                   exclude_self=True, n_jobs=self.n_jobs,
-                                   prepared=self._prepared())
-        else:
-            Xq = self._validate_X(X)
-            self._check_k(k, Xt.shape[0])
-            dist, ind = knn_search(Xq, Xt, k, self.metric, self.working_memory,
-                                   n_jobs=self.n_jobs, prepared=self._prepared())
+        dist, ind = self._neighbours(X, int(k), self.working_memory)
         return (dist, ind) if return_distance else ind
+
+    def _neighbours(self, X, k, working_memory):
+        """:meth:`kneighbors` (always with distances) within ``working_memory`` MiB.
+
+        Blocked callers (:meth:`_vote_blocks`, the kNN evaluation) hold a query
+        block themselves and give the search only the rest of the budget.
+        """
+        Xt = self.X_fit_
+        Xq = None if X is None else self._validate_X(X)
+        self._check_k(k, Xt.shape[0], loo=X is None)
+        if self.algorithm != "exact":
+            return ann.kneighbors(self, Xt if X is None else Xq, k, exclude_self=X is None)
+        if _is_sharded(Xt):
+            return self._kneighbors_sharded(Xq, k, working_memory)
+        return knn_search(Xt if X is None else Xq, Xt, k, self.metric, working_memory,
+                          exclude_self=X is None, n_jobs=self.n_jobs, prepared=self._prepared())
 
     def _cache_bytes(self):
         return int(float(self.cache_memory) * 2**20)
@@ -426,7 +438,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         self._validate_params()  # set_params may have changed them since fit
         k = int(self.k)
         y_fit = np.asarray(self.y_fit_)
-        rows = search_block_rows(self.n_features_in_, k, self.working_memory)
+        rows, search_memory = search_block_rows(self.n_features_in_, k, self.working_memory)
 
         def vote(dist, ind):
             return vote_topk(y_fit[ind], dist, len(self.classes_), n, self.weights,
@@ -437,7 +449,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         except TypeError:
             n_queries = None  # not array-like: kneighbors reports it
         if n_queries is None or n_queries <= rows:
-            dist, ind = self.kneighbors(X, k)
+            dist, ind = self._neighbours(X, k, search_memory)
             return dist.shape[0], iter([(0, dist.shape[0], *vote(dist, ind))])
         Xq = self._validate_X(X)
 
@@ -447,7 +459,7 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
                 # the feature names, if any, were checked on the whole X above
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", "X does not have valid feature names")
-                    dist, ind = self.kneighbors(Xq[s:e], k)
+                    dist, ind = self._neighbours(Xq[s:e], k, search_memory)
                 yield (s, e, *vote(dist, ind))
 
         return n_queries, blocks()

@@ -17,12 +17,12 @@ def _kill_one_worker_after_batch(monkeypatch, client, batch):
     search = sharded_module.ShardedKNearestNeighbor._search_batch
     calls = []
 
-    def search_then_kill(self, Xq, k):
+    def search_then_kill(self, Xq, k, working_memory):
         calls.append(1)
         if len(calls) == batch:
             pids = client.run(os.getpid)
             os.kill(pids[sorted(pids)[0]], signal.SIGKILL)  # the nanny starts a new one
-        return search(self, Xq, k)
+        return search(self, Xq, k, working_memory)
 
     monkeypatch.setattr(sharded_module.ShardedKNearestNeighbor, "_search_batch",
                         search_then_kill)

@@ -186,3 +186,25 @@ def test_predict_on_many_classes_stays_far_below_dense_memory():
     bound = working_memory * 2**20 + n_query * k * 128 + 2 * 2**20
     assert peak.bytes < bound < dense / 10
     np.testing.assert_array_equal(top[:, 0], pred)
+
+
+@pytest.mark.parametrize("cache_memory", [0, 1024])
+def test_query_blocks_and_their_search_share_working_memory(cache_memory):
+    # wide float16 queries: each block's float32 copy is a large part of the
+    # budget, and the search inside the block needs tiles of its own
+    rng = np.random.default_rng(4)
+    n_train, n_query, k, d = 6000, 5000, 20, 512
+    X = rng.standard_normal((n_train, d)).astype(np.float16)
+    y = np.arange(n_train) % 1000
+    Q = rng.standard_normal((n_query, d)).astype(np.float16)
+    working_memory = 16  # MiB: several query blocks
+    model = KNearestNeighbor(k=k, metric="cosine", weights="softmax",
+                             working_memory=working_memory, cache_memory=cache_memory).fit(X, y)
+    rows, search_memory = knn.search_block_rows(d, k, working_memory)
+    assert rows < n_query and search_memory == working_memory / 2
+    model.predict(Q[:5])
+    with traced_peak() as peak:
+        top = model.predict_topk(Q, 5)
+    bound = working_memory * 2**20 + n_query * k * 32
+    assert peak.bytes < bound
+    np.testing.assert_array_equal(top[:, 0], model.predict(Q))
