@@ -46,8 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("--features", default=None, metavar="LIST",
                    help="compare feature sets: comma-separated names among pixels, hog, color, "
                         "kmeans, joined with '+' to concatenate (e.g. pixels,hog+color,kmeans); "
-                        "each is fitted on the training split only. Default: the samples as "
-                        "they are")
+                        "each is fitted on the training part of one validation split "
+                        "(80/20, which then chooses every model), never on validation or "
+                        "test images. Default: the samples as they are")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the cross-validation searches and grid-search fits on a Dask "
                         "cluster: tcp://HOST:8786 (see `dask scheduler`), or local:N for N "

@@ -142,8 +142,8 @@ def _seed(transformer, seed: int):
 
 
 def extract_features(ds, feature_set: FeatureSet, seed: int = 0,
-                     log: Callable[[str], None] | None = None):
-    """Fit ``feature_set`` on the training split only, and transform both splits.
+                     log: Callable[[str], None] | None = None, fit_rows=None):
+    """Fit ``feature_set`` on (part of) the training split only, and transform both splits.
 
     Parameters
     ----------
@@ -153,6 +153,9 @@ def extract_features(ds, feature_set: FeatureSet, seed: int = 0,
     seed : int
         Given to transformers that take a ``random_state`` (k-means).
     log : callable, optional
+    fit_rows : array of int, optional
+        Positions in ``ds.X_train`` to fit on (the study's selection split
+        keeps its validation rows out); default all of them.
 
     Returns
     -------
@@ -161,7 +164,8 @@ def extract_features(ds, feature_set: FeatureSet, seed: int = 0,
         ``name`` ``"<data set> [<features>]"``.
     transformer : the fitted transformer
     seconds : dict
-        ``fit_transform_train`` and ``transform_test`` wall times.
+        ``fit_transform_train`` (fitting, then transforming every training
+        image) and ``transform_test`` wall times.
 
     Raises
     ------
@@ -177,11 +181,12 @@ def extract_features(ds, feature_set: FeatureSet, seed: int = 0,
         raise ConfigError(f"features {feature_set.name!r}: {ds.name} holds feature vectors of "
                           f"shape {X_train.shape[1:]}, not images; --features needs images")
     transformer = _seed(clone(feature_set.transformer), seed)
-    log(f"features {feature_set.name}: fitting on the {len(ds.y_train)} training images and "
-        f"transforming them")
+    X_fit = X_train if fit_rows is None else X_train[np.asarray(fit_rows)]
+    log(f"features {feature_set.name}: fitting on {len(X_fit)} of the {len(X_train)} training "
+        f"images, then transforming all of them")
     t0 = time.perf_counter()
-    # fit on the training split only; the test split is only ever transformed
-    F_train = np.asarray(transformer.fit(X_train).transform(X_train), dtype=np.float32)
+    # fit on training rows only; the test split is only ever transformed
+    F_train = np.asarray(transformer.fit(X_fit).transform(X_train), dtype=np.float32)
     t_train = time.perf_counter() - t0
     log(f"features {feature_set.name}: transforming the {len(ds.y_test)} test images")
     t0 = time.perf_counter()

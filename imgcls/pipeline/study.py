@@ -15,11 +15,16 @@ How the test split is kept apart (the honest protocol):
    per-class accuracy, confusion matrix, prediction time.  Nothing computed on
    the test split feeds back into a choice.
 
-With ``features=`` (``imgcls run --features pixels,hog+color``) each feature
-set is fitted on the training split alone (:func:`imgcls.pipeline.features.
-extract_features`: k-means centroids, whitening and standardisation never see
-a test row), both splits are transformed, and steps 1-3 run on the feature
-rows; the saved model is the whole pipeline (features, then classifier).
+With ``features=`` (``imgcls run --features pixels,hog+color``) step 1 uses
+one stratified validation split of the training split (``FEATURE_VAL_SIZE``)
+for every model, and each feature set is fitted on its training part alone
+(:func:`imgcls.pipeline.features.extract_features`): k-means centroids and
+whitening never see a validation or test row, and each classifier standardises
+on the rows it is fitted on.  k-fold cross-validation would need one feature
+fit per fold, which for k-means features costs as much as the rest of the
+study.  All images are then transformed with that fit, steps 2-3 run on the
+feature rows, and the saved model is the whole pipeline (features, then
+classifier).
 """
 
 from __future__ import annotations
@@ -43,7 +48,12 @@ from . import grids
 from .estimators import MODEL_NAMES, make_estimator, parse_models
 from .evaluate import evaluate_model
 
-__all__ = ["run_study", "check_out_dir", "jsonable"]
+__all__ = ["run_study", "check_out_dir", "jsonable", "FEATURE_VAL_SIZE"]
+
+#: Share of the training split held out for model selection when features are
+#: learned (the linear search's default validation share, so that without
+#: features the linear models see the same proportions)
+FEATURE_VAL_SIZE = 0.2
 
 
 def check_out_dir(out) -> Path:
@@ -104,6 +114,25 @@ def _subset(X, y, n_max: int, seed: int):
     return X_s, y_s
 
 
+def _stratified_rows(y, n_max: int, seed: int) -> np.ndarray:
+    """Sorted positions of a stratified subset of at most ``n_max`` of ``y`` (all when smaller)."""
+    if len(y) <= n_max:
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    _, rows = train_test_split(np.arange(len(y)), test_size=int(n_max), random_state=seed,
+                               stratify=y)
+    return np.sort(rows)
+
+
+def _holdout_split(y, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation positions of the feature sets' selection split."""
+    from ..selection.splits import train_val_split
+
+    tr, va, _, _ = train_val_split(np.arange(len(y)), y, val_size=FEATURE_VAL_SIZE, seed=seed)
+    return np.sort(tr), np.sort(va)
+
+
 def _seeded(est, seed: int):
     for key in ("random_state", "seed"):
         if key in est.get_params():
@@ -116,17 +145,13 @@ def _fmt_params(params: dict) -> str:
                      for k, v in params.items())
 
 
-def _select_knn(ds, folds, seed, grid, log, progress, client=None):
-    X_cv, y_cv = _subset(ds.X_train, ds.y_train, grid.get("max_samples", grids.CV_MAX_SAMPLES),
-                         seed)
+def _select_knn(ds, folds, seed, grid, log, progress, client=None, holdout=None):
+    n_max = grid.get("max_samples", grids.CV_MAX_SAMPLES)
+    if holdout is not None:
+        return _select_knn_holdout(ds, holdout, n_max, seed, grid, log, progress, client)
+    X_cv, y_cv = _subset(ds.X_train, ds.y_train, n_max, seed)
     splits = stratified_kfold(y_cv, folds, seed)
-    min_train = min(tr.size for tr, _ in splits)
-    if "ks" in grid:
-        ks = check_ks(grid["ks"])  # a user's k that does not fit is an error, not clipped
-    else:
-        ks = grids.clip_ks(grids.KNN_KS, min_train)
-    metrics = tuple(grid.get("metrics") or grids.knn_metrics_for(ds.X_train))
-    weights = tuple(grid.get("weights") or grids.KNN_WEIGHTS)
+    ks, metrics, weights = _knn_grid(grid, ds.X_train, min(tr.size for tr, _ in splits))
     log(f"kNN: {folds}-fold cross-validation on {len(y_cv)} training samples, "
         f"k in {ks}, metrics {list(metrics)}, weights {list(weights)}")
     table = knn_cross_validate(X_cv, y_cv, ks, metrics, weights, folds=splits, seed=seed,
@@ -146,11 +171,66 @@ def _select_knn(ds, folds, seed, grid, log, progress, client=None):
     return params, why, selection
 
 
-def _select_linear(name, ds, seed, grid, log, progress, client=None):
+def _knn_grid(grid, X, min_train):
+    # a user's k that does not fit is an error, not clipped
+    ks = check_ks(grid["ks"]) if "ks" in grid else grids.clip_ks(grids.KNN_KS, min_train)
+    metrics = tuple(grid.get("metrics") or grids.knn_metrics_for(X))
+    return ks, metrics, tuple(grid.get("weights") or grids.KNN_WEIGHTS)
+
+
+def _select_knn_holdout(ds, holdout, n_max, seed, grid, log, progress, client):
+    """kNN's choice on the feature sets' validation split (a stratified subset when large)."""
+    tr, va = holdout
+    y = np.asarray(ds.y_train)
+    n_va = min(len(va), max(1, round(n_max * len(va) / (len(tr) + len(va)))))
+    tr = tr[_stratified_rows(y[tr], n_max - n_va, seed)]
+    va = va[_stratified_rows(y[va], n_va, seed)]
+    rows = np.concatenate([tr, va])
+    X_s, y_s = np.asarray(ds.X_train)[rows], y[rows]
+    ks, metrics, weights = _knn_grid(grid, ds.X_train, len(tr))
+    log(f"kNN: validation split of {len(tr)} training / {len(va)} validation samples, "
+        f"k in {ks}, metrics {list(metrics)}, weights {list(weights)}")
+    split = [(np.arange(len(tr)), np.arange(len(tr), len(rows)))]
+    table = knn_cross_validate(X_s, y_s, ks, metrics, weights, folds=split, seed=seed,
+                               progress=progress, client=client)
+    best = choose_best(table, metric_order=metrics)
+    params = {"k": best["k"], "metric": best["metric"], "weights": best["weights"]}
+    why = (f"validation split of the training split ({len(tr)} training / {len(va)} "
+           f"validation samples; the features were fitted on its training part): best "
+           f"accuracy {best['mean']:.4f} of {len(table)} configurations at "
+           f"{_fmt_params(params)} (rule: best accuracy; ties to the smaller k, then uniform "
+           f"before distance, then metric order {list(metrics)}); refitted on all "
+           f"{len(ds.y_train)} training samples")
+    selection = {"method": "validation split", "n_train": len(tr), "n_val": len(va),
+                 "ks": ks, "metrics": list(metrics), "weights": list(weights), "table": table,
+                 "best": {"mean": best["mean"], "std": best["std"]}}
+    return params, why, selection
+
+
+def _select_linear_holdout(name, ds, holdout, grid, max_train, max_val, seed, log, progress,
+                           client):
+    """A linear model's choice on the feature sets' validation split."""
+    tr, va = holdout
+    X, y = np.asarray(ds.X_train), np.asarray(ds.y_train)
+    tr = tr[_stratified_rows(y[tr], max_train, seed)]
+    va = va[_stratified_rows(y[va], max_val, seed)]
+    grid = grid or grids.linear_grid(name, len(tr))
+    log(f"{name}: grid search of {math.prod(len(v) for v in grid.values())} configurations "
+        f"on the validation split ({len(tr)} training / {len(va)} validation samples)")
+    table, best = linear_search(make_estimator(name), X[tr], y[tr], grid, X_val=X[va],
+                                y_val=y[va], seed=seed, progress=progress, client=client)
+    return table, best, len(tr), len(va), " (the features were fitted on its training part)"
+
+
+def _select_linear(name, ds, seed, grid, log, progress, client=None, holdout=None):
     grid = dict(grid or {})
     max_train = grid.pop("max_train", grids.SEARCH_MAX_TRAIN)
     max_val = grid.pop("max_val", grids.SEARCH_VAL)
     val_size = grid.pop("val_size", 0.2)
+    if holdout is not None:
+        table, best, n_tr, n_val, note = _select_linear_holdout(
+            name, ds, holdout, grid, max_train, max_val, seed, log, progress, client)
+        return _linear_choice(ds, table, best, n_tr, n_val, grid, note)
     X_s, y_s = ds.X_train, ds.y_train
     n_val = val_size if isinstance(val_size, int) else math.ceil(val_size * len(y_s))
     if len(y_s) - n_val > max_train:
@@ -164,15 +244,19 @@ def _select_linear(name, ds, seed, grid, log, progress, client=None):
         f"{len(y_s)} training samples")
     table, best = linear_search(make_estimator(name), X_s, y_s, grid, val_size=val_size,
                                 seed=seed, progress=progress, client=client)
+    return _linear_choice(ds, table, best, len(y_s) - n_val, n_val, grid, "")
+
+
+def _linear_choice(ds, table, best, n_tr, n_val, grid, note):
     best_row = next(r for r in table if r["params"] == best)
     n_ok = sum(not r["diverged"] for r in table)
-    why = (f"grid search on a stratified validation split ({len(y_s) - n_val} training / "
-           f"{n_val} validation samples from the training split): best validation accuracy "
+    why = (f"grid search on a stratified validation split ({n_tr} training / "
+           f"{n_val} validation samples from the training split{note}): best validation accuracy "
            f"{best_row['val_acc']:.4f} of {n_ok} configurations"
            f"{f' ({len(table) - n_ok} diverged)' if n_ok < len(table) else ''} at "
            f"{_fmt_params(best)} (ties to the first in grid order); refitted on all "
            f"{len(ds.y_train)} training samples")
-    selection = {"method": "validation split", "n_train": len(y_s) - n_val, "n_val": n_val,
+    selection = {"method": "validation split", "n_train": n_tr, "n_val": n_val,
                  "grid": {k: list(v) for k, v in grid.items()}, "table": table,
                  "best": {"val_acc": best_row["val_acc"]}}
     return best, why, selection
@@ -285,12 +369,16 @@ def run_study(dataset="digits", root=None, download: bool = False,
     transformers, feature_info = {}, {}
     cv_table = None
     fig_ds = ds
+    holdout = None  # with features: the selection's split, features fitted on its first part
     for fset in feature_sets:
         work = ds
         if fset is not None:
             from .features import extract_features
 
-            work, transformers[fset.name], secs = extract_features(ds, fset, seed, log)
+            if holdout is None:
+                holdout = _holdout_split(ds.y_train, seed)
+            work, transformers[fset.name], secs = extract_features(ds, fset, seed, log,
+                                                                   fit_rows=holdout[0])
             feature_info[fset.name] = {"n_features": int(work.X_train.shape[1]), **secs}
             timings[f"features_{fset.name}"] = sum(secs.values())
             fig_ds = fig_ds if fig_ds is not ds else work
@@ -302,11 +390,11 @@ def run_study(dataset="digits", root=None, download: bool = False,
             t0 = time.perf_counter()
             if name == "knn":
                 params, why, sel = _select_knn(work, int(folds), seed, knn_grid, sel_log,
-                                               progress, client)
+                                               progress, client, holdout)
                 cv_table = cv_table or sel["table"]
             else:
                 params, why, sel = _select_linear(name, work, seed, linear_grids.get(name),
-                                                  sel_log, progress, client)
+                                                  sel_log, progress, client, holdout)
             timings[f"select_{key}"] = time.perf_counter() - t0
             selection[key] = sel
 

@@ -75,7 +75,7 @@ def test_run_features_hog_color_end_to_end(cifar_folder, tmp_path, capsys, small
     # non-terminal stderr: plain stage lines with elapsed seconds
     lines = captured.err.strip().splitlines()
     assert any(line.startswith("[") and "s] features hog+color:" in line for line in lines)
-    assert any("s] kNN: 3-fold cross-validation" in line for line in lines)
+    assert any("s] kNN: validation split of" in line for line in lines)
 
     # the saved model is the whole pipeline: predict runs it on an image file
     image = next(cifar_folder.glob("ship/*.jpg"))
@@ -122,14 +122,17 @@ def test_figures_of_feature_rows(tmp_path, small_grids):
 
 
 def test_features_are_fitted_on_training_rows_only(tmp_path, small_grids, monkeypatch):
-    """A spy: every fit of a feature transformer sees training images only."""
+    """A spy: every fit of a feature transformer sees the selection's training rows only."""
     from imgcls.features import KMeansFeatures
 
-    ds = _tiny_images()
-    # test images are all 255s at pixel (0, 0) in channel 0; training images never are
-    ds.X_train[:, 0, 0, 0] = 0
+    ds = _tiny_images(n_train=60)
+    fit_rows, val_rows = study_mod._holdout_split(ds.y_train, 0)
+    # test images carry 255 at pixel (0, 0) in channel 0, validation rows at
+    # channel 1; the rows features may be fitted on carry neither
+    ds.X_train[:, 0, 0, :2] = 0
+    ds.X_train[val_rows, 0, 0, 1] = 255
     ds.X_test[:, 0, 0, 0] = 255
-    train_rows = {x.tobytes() for x in ds.X_train}
+    allowed = {x.tobytes() for x in ds.X_train[fit_rows]}
     seen = []
     original = KMeansFeatures.fit
 
@@ -139,14 +142,20 @@ def test_features_are_fitted_on_training_rows_only(tmp_path, small_grids, monkey
 
     monkeypatch.setattr(KMeansFeatures, "fit", spy)
     monkeypatch.setattr(study_mod, "_figures", lambda *a, **kw: {})
-    run_study(ds, models="knn,softmax", folds=2, out=tmp_path / "r", features="kmeans",
-              feature_params={"kmeans": {"n_centroids": 4, "n_patches": 200,
-                                         "patch_size": 4}})
+    res = run_study(ds, models="knn,softmax", folds=2, out=tmp_path / "r", features="kmeans",
+                    feature_params={"kmeans": {"n_centroids": 4, "n_patches": 200,
+                                               "patch_size": 4}})
     assert seen, "KMeansFeatures.fit was never called"
     for X in seen:
-        assert len(X) <= len(ds.X_train)
-        assert all(x.tobytes() in train_rows for x in X)
-        assert not np.any(X[:, 0, 0, 0] == 255)
+        assert len(X) == len(fit_rows)
+        assert all(x.tobytes() in allowed for x in X)
+        assert not np.any(X[:, 0, 0, :2] == 255)
+    # every model chose on that split: trained on its first part, scored on the rest
+    for name in ("knn", "softmax"):
+        sel = res["selection"][name]
+        assert sel["method"] == "validation split"
+        assert (sel["n_train"], sel["n_val"]) == (len(fit_rows), len(val_rows))
+        assert "the features were fitted on its training part" in res["models"][name]["why"]
 
 
 def test_unknown_feature_name_fails_before_work(tmp_path):
