@@ -33,6 +33,23 @@ def _config() -> dict[str, Any]:
 MAX_WORKING_MEMORY = 2**30
 
 
+def budget_bytes(working_memory: float | None = None) -> float:
+    """Bytes of ``working_memory`` MiB (None: the global ``working_memory`` setting).
+
+    The one conversion every memory-bounded block size starts from.
+
+    Raises
+    ------
+    ValueError
+        ``working_memory`` outside (0, ``MAX_WORKING_MEMORY``].
+    """
+    wm = _config()["working_memory"] if working_memory is None else working_memory
+    if not 0 < wm <= MAX_WORKING_MEMORY:
+        raise ValueError(f"working_memory must be a number of MiB in (0, {MAX_WORKING_MEMORY}], "
+                         f"got {wm!r}")
+    return float(wm) * 2**20
+
+
 def get_config() -> dict[str, Any]:
     """Return a copy of the current settings."""
     return dict(_config())

@@ -19,7 +19,6 @@ file gives one error naming it and no partial output.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 

@@ -18,7 +18,6 @@ import os
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 

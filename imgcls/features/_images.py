@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from .._validation import ImageShape, Int, Schema
-from ..config import MAX_WORKING_MEMORY, get_config
+from ..config import budget_bytes  # noqa: F401  (re-exported: the modules of this package import it from here)
 
 #: What every fitted image transformer holds: the shape of one image it was
 #: fitted on, and the flattened size scikit-learn calls ``n_features_in_``.
@@ -76,15 +76,6 @@ def check_same_shape(X: np.ndarray, image_shape, name: str) -> None:
     if tuple(X.shape[1:]) != tuple(image_shape):
         raise ValueError(f"{name} was fitted on images of shape {tuple(image_shape)}; got "
                          f"images of shape {tuple(X.shape[1:])}")
-
-
-def budget_bytes(working_memory) -> float:
-    """The working-memory budget in bytes (the parameter, else the global setting)."""
-    wm = get_config()["working_memory"] if working_memory is None else working_memory
-    if not 0 < wm <= MAX_WORKING_MEMORY:
-        raise ValueError(f"working_memory must be a number of MiB in (0, {MAX_WORKING_MEMORY}], "
-                         f"got {wm!r}")
-    return float(wm) * 2**20
 
 
 def batch_rows(bytes_per_image: float, working_memory, minimum: int = 1) -> int:

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import (CLASSIFIER_ATTRIBUTES, Array, Float, Int, Interval, Records,
                            Schema, flatten_images)
-from ..config import get_config
+from ..config import budget_bytes
 from .lbfgs import train_lbfgs
 from .optim import OPTIMIZERS, make_optimizer
 from .preprocess import fit_preprocessing, transform
@@ -251,7 +251,7 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
         b = np.asarray(self.b_, dtype=np.float64)
         out = np.empty((n, W.shape[0]))
         # blocks bounded by working_memory, so a large X never gets a full float64 copy
-        rows = max(1, int(get_config()["working_memory"] * 2**20 // (8 * max(1, X.shape[1]))))
+        rows = max(1, int(budget_bytes() // (8 * max(1, X.shape[1]))))
         for i in range(0, n, rows):
             Xp = transform(X[i:i + rows], self.input_scale_, self.mean_, self.scale_,
                            dtype=np.float64)

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ..config import get_config
+from ..config import budget_bytes
 from .losses import SCORE_LOSSES
 from ..errors import TrainingDivergedError
 from .preprocess import coefficients, transform_rows
@@ -34,7 +34,7 @@ class _Objective:
         self.n_features = X.shape[1]
         self.coef = coefficients(*stats, dtype=np.float64)
         self.config = config
-        budget = get_config()["working_memory"] * 2**20
+        budget = budget_bytes()
         # the block buffer plus its (block, n_classes) scores and score gradient
         per_row = 8 * (self.n_features + 2 * n_classes)
         self.block_rows = int(max(1, min(self.n, budget // per_row)))

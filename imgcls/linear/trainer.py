@@ -32,7 +32,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from ..config import get_config
+from ..config import budget_bytes
 from ..errors import TrainingDivergedError
 from . import _kernels
 from .preprocess import coefficients, transform, transform_rows
@@ -165,7 +165,7 @@ class _Rows:
         # ``scale``) may not, and an inf feature would surface later as a "diverged" loss
         self.unchecked = not (X.dtype.kind in "ub" and X.dtype.itemsize <= 2)
         self.name = name
-        budget = get_config()["working_memory"] * 2**20
+        budget = budget_bytes()
         if self.n * n_features * 4 <= budget:
             with np.errstate(over="ignore", invalid="ignore"):  # judged just below
                 self.matrix = transform(X if rows is None else X[rows], *stats)

@@ -51,7 +51,7 @@ import numbers
 
 import numpy as np
 
-from ..config import get_config
+from ..config import budget_bytes
 from ..errors import ConfigError
 
 ALGORITHMS = ("exact", "ivf", "hnsw")
@@ -133,9 +133,8 @@ def _f32_rows(X, metric):
 
 
 def _rows_per_block(d, working_memory):
-    wm = get_config()["working_memory"] if working_memory is None else working_memory
     # a float64 and a float32 copy of each row while converting: 12 bytes a value
-    return max(1, int(float(wm) * 2**20 // 4 // (12 * d)))
+    return max(1, int(budget_bytes(working_memory) // 4 // (12 * d)))
 
 
 @contextlib.contextmanager

@@ -23,16 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import MAX_WORKING_MEMORY, get_config
-
-def budget_bytes(working_memory):
-    """Bytes of ``working_memory`` MiB (None: ``imgcls.get_config()["working_memory"]``)."""
-    wm = get_config()["working_memory"] if working_memory is None else working_memory
-    if not 0 < wm <= MAX_WORKING_MEMORY:
-        raise ValueError(f"working_memory must be a number of MiB in (0, {MAX_WORKING_MEMORY}], "
-                         f"got {wm!r}")
-    return float(wm) * 2**20
-
+from ..config import budget_bytes  # noqa: F401  (re-exported: the modules of this package import it from here)
 
 def _row_blocks(n, rows):
     return [(s, min(n, s + rows)) for s in range(0, n, max(1, rows))]

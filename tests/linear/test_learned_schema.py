@@ -231,8 +231,10 @@ def mutations(draw, names):
                 with warnings.catch_warnings(), np.errstate(all="ignore"):
                     warnings.simplefilter("ignore")
                     a[name] = v.astype(dtype)
-            except (ValueError, TypeError):
-                return  # e.g. the labels "x", "y" as integers: no such array
+            except (ValueError, TypeError, OverflowError):
+                # e.g. the labels "x", "y" (or an inf put among them by an
+                # earlier edit) as integers: no such array
+                return
         elif kind == "shape" and v.ndim:
             a[name] = [v[:-1], v[:0], np.concatenate([v, v[:1]]), v[None], v.reshape(-1)][how]
         elif kind == "value" and v.size:
