@@ -1,11 +1,19 @@
-"""Full-batch training with SciPy's L-BFGS-B, in float64, in bounded memory.
+"""Full-batch training with SciPy's L-BFGS-B, in bounded memory.
 
 The objective is the mean data loss over all training rows plus
 ``reg * sum(W**2)``, the same as the minibatch trainer's.  Its value and
-gradient are accumulated over blocks of rows: each block is preprocessed into
-one reusable float64 buffer bounded by ``working_memory``, so no float64 copy
-of the whole ``X`` is ever made.  L-BFGS minimises to a tight tolerance, for
-exact optima on small problems (the tests compare it with scikit-learn).
+gradient are accumulated over blocks of rows, in one of two ways:
+
+- **exact** (the preprocessed float64 rows fit in ``working_memory``): they are
+  made once and every evaluation is float64, for exact optima on small
+  problems (the tests compare it with scikit-learn);
+- **folded** (larger data, e.g. 50,000 x 6,400 k-means features): the
+  preprocessing ``x' = (x - shift) * mult`` is folded into the weights, so
+  each evaluation multiplies the raw rows as they are (float32 rows in
+  float32, float64 rows in float64; other dtypes one float32 block at a time)
+  and never writes a preprocessed copy of ``X``.  With float32 features the
+  products carry float32 rounding (relative ~1e-6, the data's own precision);
+  sums over blocks, the loss and the gradient are float64.
 """
 
 from __future__ import annotations
@@ -23,68 +31,105 @@ from .preprocess import coefficients, transform_rows
 
 
 class _Objective:
-    """Loss and gradient of ``theta = [W.ravel(), b]`` over row blocks (float64)."""
+    """Loss and gradient of ``theta = [W.ravel(), b]`` over row blocks (float64 results)."""
 
     def __init__(self, X, y, rows, stats, n_classes, config):
         self.X = X
-        self.rows = np.arange(X.shape[0]) if rows is None else rows
-        self.y = y[self.rows]
-        self.n = len(self.rows)
+        self.rows = rows
+        self.y = y if rows is None else y[rows]
+        self.n = X.shape[0] if rows is None else len(rows)
         self.n_classes = n_classes
         self.n_features = X.shape[1]
         self.coef = coefficients(*stats, dtype=np.float64)
         self.config = config
         budget = budget_bytes()
-        # the block buffer plus its (block, n_classes) scores and score gradient
-        per_row = 8 * (self.n_features + 2 * n_classes)
-        self.block_rows = int(max(1, min(self.n, budget // per_row)))
-        self.buffer = np.empty((self.block_rows, self.n_features))
-        from_scores = SCORE_LOSSES[config.loss]
+        self.exact = self.n * self.n_features * 8 <= budget
+        if self.exact:
+            self.cached = transform_rows(X, np.arange(self.n) if rows is None else rows,
+                                         np.empty((self.n, self.n_features)), self.coef)
+            self.block_rows = max(1, self.n)
+        else:
+            # a gathered or converted block of raw rows plus its (block, n_classes)
+            # scores and score gradient
+            per_row = 4 * self.n_features + 16 * n_classes
+            self.block_rows = int(max(1, min(self.n, budget // per_row)))
+        self.from_scores = SCORE_LOSSES[config.loss]
         self.kw = {"delta": float(config.delta)} if config.loss == "svm" else {}
-        self.from_scores = from_scores
         self.evaluations = 0
+        self.last = None  # (theta, training rows classified right) of the last evaluation
 
     def split(self, theta):
         size = self.n_classes * self.n_features
         return theta[:size].reshape(self.n_classes, self.n_features), theta[size:]
 
-    def blocks(self):
+    def _raw_blocks(self):
         for i in range(0, self.n, self.block_rows):
-            rows = self.rows[i:i + self.block_rows]
-            yield transform_rows(self.X, rows, self.buffer, self.coef), self.y[i:i + len(rows)]
+            if self.rows is None:
+                block = self.X[i:i + self.block_rows]
+            else:
+                block = self.X[self.rows[i:i + self.block_rows]]
+            if block.dtype not in (np.float32, np.float64):
+                block = block.astype(np.float32)
+            yield block, self.y[i:i + block.shape[0]]
+
+    def _scored_blocks(self, W, b):
+        """(block or None, its dtype, scores float64 (m, C), labels) for every block of rows."""
+        if self.exact:
+            scores = self.cached @ W.T
+            scores += b
+            yield self.cached, scores, self.y
+            return
+        shift, mult = self.coef
+        Wm = W * mult
+        b_raw = b - Wm @ shift
+        cast = {}
+        for block, labels in self._raw_blocks():
+            Wb = cast.setdefault(block.dtype, Wm.astype(block.dtype, copy=False))
+            scores = (block @ Wb.T).astype(np.float64)
+            scores += b_raw
+            yield block, scores, labels
 
     def __call__(self, theta):
         W, b = self.split(theta)
         loss = 0.0
         dW = np.zeros_like(W)
         db = np.zeros_like(b)
+        correct = 0
         with np.errstate(over="ignore", invalid="ignore"):
-            for block, labels in self.blocks():
-                scores = block @ W.T
-                scores += b
+            for block, scores, labels in self._scored_blocks(W, b):
+                correct += int(np.sum(np.argmax(scores, axis=1) == labels))
                 part, dscores = self.from_scores(scores, labels, **self.kw)
                 # each block's mean, weighted by its share of the rows
                 share = len(labels) / self.n
                 loss += part * share
                 dscores *= share
-                dW += dscores.T @ block
+                dW += dscores.T.astype(block.dtype) @ block
                 db += dscores.sum(axis=0)
+            if not self.exact:
+                # d/dW of x' W^T with x' = (x - shift) * mult
+                shift, mult = self.coef
+                dW *= mult
+                dW -= np.outer(db, shift * mult)
         loss += self.config.reg * float(np.dot(theta[:W.size], theta[:W.size]))
         dW += (2 * self.config.reg) * W
         self.evaluations += 1
-        if not math.isfinite(loss):
+        if not math.isfinite(loss) or not np.all(np.isfinite(dW)):
             # L-BFGS has no learning rate to lower: a loss beyond the float64 range
             # comes from features on a huge scale
             raise TrainingDivergedError(
                 f"{self.config.name}: the loss became infinite or NaN at evaluation "
                 f"{self.evaluations} of L-BFGS; the features are on too large a scale "
                 f"(set scale, or standardize=True)")
+        self.last = (theta.copy(), correct)
         return loss, np.concatenate([dW.ravel(), db])
 
-    def accuracy(self, W, b):
-        correct = 0
-        for block, labels in self.blocks():
-            correct += int(np.sum(np.argmax(block @ W.T + b, axis=1) == labels))
+    def accuracy(self, theta):
+        """Share of the rows classified right at ``theta`` (free after evaluating there)."""
+        if self.last is not None and np.array_equal(self.last[0], theta):
+            return self.last[1] / self.n
+        W, b = self.split(theta)
+        correct = sum(int(np.sum(np.argmax(scores, axis=1) == labels))
+                      for _, scores, labels in self._scored_blocks(W, b))
         return correct / self.n
 
 
@@ -129,10 +174,10 @@ def train_lbfgs(X, y, n_classes, config, *, stats, rows=None, validation=None):
     history = []
 
     def callback(intermediate_result):
-        W, b = objective.split(intermediate_result.x)
+        x = intermediate_result.x
         history.append({"epoch": len(history) + 1, "loss": float(intermediate_result.fun),
-                        "train_acc": objective.accuracy(W, b),
-                        "val_acc": None if val is None else val.accuracy(W, b), "lr": None})
+                        "train_acc": objective.accuracy(x),
+                        "val_acc": None if val is None else val.accuracy(x), "lr": None})
 
     size = n_classes * X.shape[1] + n_classes
     res = minimize(objective, np.zeros(size), jac=True, method="L-BFGS-B", callback=callback,
