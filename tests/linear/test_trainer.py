@@ -218,3 +218,27 @@ def test_defaults_converge_on_digits(cls, reference):
         theirs = cross_val_score(ref, X, y, cv=5).mean()
         ours = cross_val_score(cls(random_state=0), X, y, cv=5).mean()
     assert ours >= theirs - 0.01, (ours, theirs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+@pytest.mark.parametrize("loss", ["softmax", "svm"])
+def test_lbfgs_folded_objective_equals_the_exact_one(dtype, loss):
+    """Data beyond working_memory: raw rows times folded weights == preprocessed rows times weights."""
+    from imgcls.linear.lbfgs import _Objective
+
+    rng = np.random.default_rng(5)
+    X = (rng.random((900, 40)) * 200 + 20).astype(dtype)
+    y = rng.integers(0, 4, 900)
+    rows = np.sort(rng.choice(900, 700, replace=False))
+    stats = fit_preprocessing(X, standardize=True, rows=rows)
+    config = TrainConfig(loss=loss, learning_rate=0.1, reg=1e-3, epochs=5, batch_size=64)
+    theta = rng.standard_normal(4 * 40 + 4) * 0.1
+    exact = _Objective(X, y, rows, stats, 4, config)
+    with config_context(working_memory=0.02):  # 20 kB: blocks of ~120 rows
+        folded = _Objective(X, y, rows, stats, 4, config)
+    assert exact.exact and not folded.exact and folded.block_rows < 700
+    (l1, g1), (l2, g2) = exact(theta), folded(theta)
+    tol = 1e-5 if dtype != np.float64 else 1e-10  # float32 products, or float64 ones
+    assert abs(l1 - l2) <= tol * abs(l1)
+    np.testing.assert_allclose(g2, g1, rtol=0, atol=tol * np.abs(g1).max())
+    assert folded.accuracy(theta) == exact.accuracy(theta)
