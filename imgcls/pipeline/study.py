@@ -185,14 +185,12 @@ def _select_knn_holdout(ds, holdout, n_max, seed, grid, log, progress, client):
     n_va = min(len(va), max(1, round(n_max * len(va) / (len(tr) + len(va)))))
     tr = tr[_stratified_rows(y[tr], n_max - n_va, seed)]
     va = va[_stratified_rows(y[va], n_va, seed)]
-    rows = np.concatenate([tr, va])
-    X_s, y_s = np.asarray(ds.X_train)[rows], y[rows]
     ks, metrics, weights = _knn_grid(grid, ds.X_train, len(tr))
     log(f"kNN: validation split of {len(tr)} training / {len(va)} validation samples, "
         f"k in {ks}, metrics {list(metrics)}, weights {list(weights)}")
-    split = [(np.arange(len(tr)), np.arange(len(tr), len(rows)))]
-    table = knn_cross_validate(X_s, y_s, ks, metrics, weights, folds=split, seed=seed,
-                               progress=progress, client=client)
+    # the split's rows index the whole feature matrix: no subset copy of it
+    table = knn_cross_validate(ds.X_train, y, ks, metrics, weights, folds=[(tr, va)],
+                               seed=seed, progress=progress, client=client)
     best = choose_best(table, metric_order=metrics)
     params = {"k": best["k"], "metric": best["metric"], "weights": best["weights"]}
     why = (f"validation split of the training split ({len(tr)} training / {len(va)} "

@@ -96,8 +96,10 @@ def _fold_neighbors(tr, va, metric, k_max, *, X, y_idx, temperature, working_mem
     from ..distributed.tasks import worker_threads
     from ..neighbors import KNearestNeighbor
 
+    # the fold's training rows are searched once (all its validation rows in one
+    # call), so a cached float32 copy of them would only cost memory
     model = KNearestNeighbor(k=k_max, metric=metric, temperature=temperature,
-                             working_memory=working_memory,
+                             working_memory=working_memory, cache_memory=0,
                              n_jobs=worker_threads(n_jobs) if n_jobs is None else n_jobs)
     model.fit(X[tr], y_idx[tr])
     return model.kneighbors(X[va], n_neighbors=k_max)
