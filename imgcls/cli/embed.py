@@ -4,8 +4,11 @@
     imgcls embed --dataset folder:pets --onnx resnet18.onnx --out pets-resnet
     imgcls run --dataset features:cifar-hog          # the kNN tools read it too
 
-The transformer is fitted on the training split only; both splits are
-transformed and written in the layout of :mod:`imgcls.datasets.features`
+The transformer is fitted on the whole training split (an export: a later
+``imgcls run --dataset features:DIR`` selects on rows these features were
+fitted on; ``imgcls run --features`` keeps its validation rows out of the fit
+instead); both splits are transformed and written in the layout of
+:mod:`imgcls.datasets.features`
 (``X_train.npy``, ``y_train.npy``, ``X_test.npy``, ``y_test.npy`` float32 /
 int64, ``classes.txt``), plus ``embedding.json`` saying how they were made.
 The folder appears whole or not at all: everything is written into a hidden
