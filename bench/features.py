@@ -210,7 +210,7 @@ def linearsvc_accuracy(F, y, tr, va, grid, name):
 
 
 def run(data=None, quick=False, stages=("speed", "hog", "kmeans"), cache=None,
-        n_centroids=None, pool_grid=2, flips=False):
+        n_centroids=None, pool_grid=2, flips=False, whiten_eps=0.1):
     from imgcls.features import KMeansFeatures, make_features
 
     X, y, tr, va = load_cifar()
@@ -230,7 +230,8 @@ def run(data=None, quick=False, stages=("speed", "hog", "kmeans"), cache=None,
         rows.append(linearsvc_accuracy(F, y, tr, va, C_GRID_HOG, "hog+color"))
     if "kmeans" in stages:
         k = n_centroids or (100 if quick else 1600)
-        f = KMeansFeatures(n_centroids=k, pool_grid=pool_grid, random_state=SEED)
+        f = KMeansFeatures(n_centroids=k, pool_grid=pool_grid, whiten_eps=whiten_eps,
+                           random_state=SEED)
         with measure() as mfit:
             f.fit(X[tr])
         f.transform(X[:10])
@@ -240,10 +241,11 @@ def run(data=None, quick=False, stages=("speed", "hog", "kmeans"), cache=None,
         if flips:
             extra = (f.transform(np.ascontiguousarray(X[tr][:, :, ::-1])), y[tr])
         if cache:
-            np.save(Path(cache) / f"kmeans{k}g{pool_grid}.npy", F)
+            np.save(Path(cache) / f"kmeans{k}g{pool_grid}e{whiten_eps:g}.npy", F)
         rows += speed_kmeans(f, X, mt.seconds, quick)
         rows[-1].update(fit_s=mfit.seconds, k_iter=f.n_iter_, peak_extra_mib=mt.peak_extra_mib)
-        what = f"kmeans K={k}, pool {pool_grid}x{pool_grid}{', flips' if flips else ''}"
+        what = (f"kmeans K={k}, pool {pool_grid}x{pool_grid}, whiten_eps {whiten_eps:g}"
+                f"{', flips' if flips else ''}")
         rows.append(linear_accuracy(F, y, tr, va, REG_GRID_KMEANS, what, extra=extra))
     return rows
 
@@ -257,11 +259,13 @@ def main(argv=None):
     ap.add_argument("--cache", default=None, help="folder to save the k-means features in")
     ap.add_argument("--centroids", type=int, default=None, help="K (default 1600; 100 --quick)")
     ap.add_argument("--pool-grid", type=int, default=2)
+    ap.add_argument("--whiten-eps", type=float, default=0.1,
+                    help="ZCA regulariser (the paper's 0.1; 1.0 damps the JPEG copies' noise)")
     ap.add_argument("--flips", action="store_true",
                     help="train the k-means classifier on mirrored training images too")
     a = ap.parse_args(argv)
     rows = run(None, a.quick, tuple(a.stage.split(",")), a.cache, a.centroids, a.pool_grid,
-               a.flips)
+               a.flips, a.whiten_eps)
     print(markdown_table(rows), flush=True)
 
 
