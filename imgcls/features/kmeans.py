@@ -91,10 +91,14 @@ class KMeansFeatures(TransformerMixin, BaseEstimator):
     contrast_eps : float, default=10.0
         Added to each patch's variance before dividing by its square root.
     whiten_eps : float, default=0.1
-        Added to the eigenvalues of the patch covariance in ZCA whitening.
+        Added to the eigenvalues of the patch covariance in ZCA whitening (the
+        paper's value).  Larger values amplify the low-variance directions
+        less: on JPEG-compressed images, where those carry the compression
+        noise, 1.0 did better (``bench/results/features.md``).
     pool_grid : int, default=2
         Activations are summed over a ``pool_grid`` x ``pool_grid`` grid of
-        patch positions (2: the four quadrants).
+        patch positions (2: the paper's four quadrants; 3 keeps more layout,
+        for 2.25 x the features).
     max_iter : int, default=30
         Lloyd iterations of k-means at most.
     random_state : int, RandomState or None
