@@ -57,15 +57,19 @@ def test_the_cache_is_reused_and_refreshed(tmp_path, tiny):
         sd.ensure_scale_data("nope", True, root=tmp_path)
 
 
+def _unit_rows(folder):
+    """Training and test rows of a generated folder, L2-normalised in float64, with labels."""
+    X = np.load(folder / "X_train.npy").astype(np.float64)
+    Q = np.load(folder / "X_test.npy").astype(np.float64)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    return X, np.load(folder / "y_train.npy"), Q, np.load(folder / "y_test.npy")
+
+
 def test_dino_accuracy_equals_brute_force(tmp_path, tiny):
     folder = sd.ensure_scale_data(tiny, False, root=tmp_path)
     top1, top5 = sd.dino_knn_accuracy(folder, n_queries=40, k=7, block_rows=50)
-    X = np.load(folder / "X_train.npy").astype(np.float64)
-    y = np.load(folder / "y_train.npy")
-    Q = np.load(folder / "X_test.npy").astype(np.float64)
-    yq = np.load(folder / "y_test.npy")
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    X, y, Q, yq = _unit_rows(folder)
     sim = Q @ X.T
     hits1 = hits5 = 0
     for i in range(len(Q)):
@@ -83,12 +87,7 @@ def test_dino_accuracy_equals_brute_force(tmp_path, tiny):
 def test_neighbours_stay_in_the_supercluster_and_siblings_are_confused(tmp_path, tiny):
     """The two scales the construction promises: superclusters apart, siblings overlapping."""
     folder = sd.ensure_scale_data(tiny, False, root=tmp_path)
-    X = np.load(folder / "X_train.npy").astype(np.float64)
-    y = np.load(folder / "y_train.npy")
-    Q = np.load(folder / "X_test.npy").astype(np.float64)
-    yq = np.load(folder / "y_test.npy")
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    X, y, Q, yq = _unit_rows(folder)
     nn = np.argsort(-(Q @ X.T), axis=1, kind="stable")[:, :20]
     group = lambda labels: labels * TINY["n_super"] // TINY["n_classes"]  # noqa: E731
     assert np.all(group(y[nn]) == group(yq)[:, None])  # every neighbour: own supercluster
