@@ -142,7 +142,7 @@ def _seed(transformer, seed: int):
 
 
 def extract_features(ds, feature_set: FeatureSet, seed: int = 0,
-                     log: Callable[[str], None] | None = None, fit_rows=None):
+                     log: Callable[[str], None] | None = None, fit_rows=None, order=None):
     """Fit ``feature_set`` on (part of) the training split only, and transform both splits.
 
     Parameters
@@ -156,6 +156,11 @@ def extract_features(ds, feature_set: FeatureSet, seed: int = 0,
     fit_rows : array of int, optional
         Positions in ``ds.X_train`` to fit on (the study's selection split
         keeps its validation rows out); default all of them.
+    order : array of int, optional
+        Positions in ``ds.X_train`` in the order the feature rows (and their
+        labels) take; default as they are.  The study lays its selection's
+        subsets out as row slices this way, so that they are views of the
+        feature matrix.
 
     Returns
     -------
@@ -186,7 +191,14 @@ def extract_features(ds, feature_set: FeatureSet, seed: int = 0,
         f"images, then transforming all of them")
     t0 = time.perf_counter()
     # fit on training rows only; the test split is only ever transformed
-    F_train = np.asarray(transformer.fit(X_fit).transform(X_train), dtype=np.float32)
+    transformer.fit(X_fit)
+    del X_fit
+    y_train = np.asarray(ds.y_train)
+    if order is not None:
+        order = np.asarray(order)
+        X_train, y_train = X_train[order], y_train[order]
+    F_train = np.asarray(transformer.transform(X_train), dtype=np.float32)
+    del X_train
     t_train = time.perf_counter() - t0
     log(f"features {feature_set.name}: transforming the {len(ds.y_test)} test images")
     t0 = time.perf_counter()
@@ -198,6 +210,6 @@ def extract_features(ds, feature_set: FeatureSet, seed: int = 0,
                              f"the {split} split of {ds.name}")
     log(f"features {feature_set.name}: {F_train.shape[1]} features per image "
         f"({t_train:.1f} s training split, {t_test:.1f} s test split)")
-    out = dataclasses.replace(ds, X_train=F_train, X_test=F_test,
+    out = dataclasses.replace(ds, X_train=F_train, y_train=y_train, X_test=F_test,
                               name=f"{ds.name} [{feature_set.name}]")
     return out, transformer, {"fit_transform_train": t_train, "transform_test": t_test}

@@ -24,7 +24,10 @@ on the rows it is fitted on.  k-fold cross-validation would need one feature
 fit per fold, which for k-means features costs as much as the rest of the
 study.  All images are then transformed with that fit, steps 2-3 run on the
 feature rows, and the saved model is the whole pipeline (features, then
-classifier).
+classifier).  The feature rows of the training split are laid out as the
+split's training part then its validation part, each in a stratified-prefix
+order (:func:`imgcls.selection.splits.stratified_order`): the searches' subsets
+are then row slices, views of the feature matrix rather than copies of it.
 """
 
 from __future__ import annotations
@@ -114,23 +117,24 @@ def _subset(X, y, n_max: int, seed: int):
     return X_s, y_s
 
 
-def _stratified_rows(y, n_max: int, seed: int) -> np.ndarray:
-    """Sorted positions of a stratified subset of at most ``n_max`` of ``y`` (all when smaller)."""
-    if len(y) <= n_max:
-        return np.arange(len(y))
-    from sklearn.model_selection import train_test_split
-
-    _, rows = train_test_split(np.arange(len(y)), test_size=int(n_max), random_state=seed,
-                               stratify=y)
-    return np.sort(rows)
-
-
 def _holdout_split(y, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation positions of the feature sets' selection split."""
     from ..selection.splits import train_val_split
 
     tr, va, _, _ = train_val_split(np.arange(len(y)), y, val_size=FEATURE_VAL_SIZE, seed=seed)
     return np.sort(tr), np.sort(va)
+
+
+def _selection_order(y, tr, va, seed: int) -> np.ndarray:
+    """The training rows' order for the feature matrix: ``tr`` then ``va``, each stratified-prefix.
+
+    Every subset the selection takes (the kNN's, the linear search's) is then
+    the first rows of a part: a slice of the feature matrix, not a copy.
+    """
+    from ..selection.splits import stratified_order
+
+    y = np.asarray(y)
+    return np.concatenate([tr[stratified_order(y[tr], seed)], va[stratified_order(y[va], seed)]])
 
 
 def _seeded(est, seed: int):
@@ -178,17 +182,22 @@ def _knn_grid(grid, X, min_train):
     return ks, metrics, tuple(grid.get("weights") or grids.KNN_WEIGHTS)
 
 
-def _select_knn_holdout(ds, holdout, n_max, seed, grid, log, progress, client):
-    """kNN's choice on the feature sets' validation split (a stratified subset when large)."""
-    tr, va = holdout
+def _select_knn_holdout(ds, n_fit, n_max, seed, grid, log, progress, client):
+    """kNN's choice on the feature sets' validation split (a stratified subset when large).
+
+    ``ds``'s training rows are in selection order (``_selection_order``): its
+    first ``n_fit`` are the split's training part, the rest its validation
+    part, and the first rows of each part are a stratified subset of it.
+    """
     y = np.asarray(ds.y_train)
-    n_va = min(len(va), max(1, round(n_max * len(va) / (len(tr) + len(va)))))
-    tr = tr[_stratified_rows(y[tr], n_max - n_va, seed)]
-    va = va[_stratified_rows(y[va], n_va, seed)]
+    n_va_all = len(y) - n_fit
+    n_va = min(n_va_all, max(1, round(n_max * n_va_all / len(y))))
+    tr = np.arange(min(n_fit, n_max - n_va))
+    va = n_fit + np.arange(n_va)
     ks, metrics, weights = _knn_grid(grid, ds.X_train, len(tr))
     log(f"kNN: validation split of {len(tr)} training / {len(va)} validation samples, "
         f"k in {ks}, metrics {list(metrics)}, weights {list(weights)}")
-    # the split's rows index the whole feature matrix: no subset copy of it
+    # consecutive rows: the fold searches views of the feature matrix, not copies
     table = knn_cross_validate(ds.X_train, y, ks, metrics, weights, folds=[(tr, va)],
                                seed=seed, progress=progress, client=client)
     best = choose_best(table, metric_order=metrics)
@@ -205,19 +214,22 @@ def _select_knn_holdout(ds, holdout, n_max, seed, grid, log, progress, client):
     return params, why, selection
 
 
-def _select_linear_holdout(name, ds, holdout, grid, max_train, max_val, seed, log, progress,
+def _select_linear_holdout(name, ds, n_fit, grid, max_train, max_val, seed, log, progress,
                            client):
-    """A linear model's choice on the feature sets' validation split."""
-    tr, va = holdout
+    """A linear model's choice on the feature sets' validation split.
+
+    Rows as in ``_select_knn_holdout``: both parts are slices of the feature matrix.
+    """
     X, y = np.asarray(ds.X_train), np.asarray(ds.y_train)
-    tr = tr[_stratified_rows(y[tr], max_train, seed)]
-    va = va[_stratified_rows(y[va], max_val, seed)]
-    grid = grid or grids.linear_grid(name, len(tr))
+    tr = slice(0, min(n_fit, int(max_train)))
+    va = slice(n_fit, n_fit + min(len(y) - n_fit, int(max_val)))
+    n_tr, n_va = tr.stop, va.stop - n_fit
+    grid = grid or grids.linear_grid(name, n_tr)
     log(f"{name}: grid search of {math.prod(len(v) for v in grid.values())} configurations "
-        f"on the validation split ({len(tr)} training / {len(va)} validation samples)")
+        f"on the validation split ({n_tr} training / {n_va} validation samples)")
     table, best = linear_search(make_estimator(name), X[tr], y[tr], grid, X_val=X[va],
                                 y_val=y[va], seed=seed, progress=progress, client=client)
-    return table, best, len(tr), len(va), " (the features were fitted on its training part)"
+    return table, best, n_tr, n_va, " (the features were fitted on its training part)"
 
 
 def _select_linear(name, ds, seed, grid, log, progress, client=None, holdout=None):
@@ -367,16 +379,18 @@ def run_study(dataset="digits", root=None, download: bool = False,
     transformers, feature_info = {}, {}
     cv_table = None
     fig_ds = ds
-    holdout = None  # with features: the selection's split, features fitted on its first part
+    holdout = None  # with features: rows of the selection split's first part
     for fset in feature_sets:
         work = ds
         if fset is not None:
             from .features import extract_features
 
             if holdout is None:
-                holdout = _holdout_split(ds.y_train, seed)
-            work, transformers[fset.name], secs = extract_features(ds, fset, seed, log,
-                                                                   fit_rows=holdout[0])
+                fit_rows, val_rows = _holdout_split(ds.y_train, seed)
+                order = _selection_order(ds.y_train, fit_rows, val_rows, seed)
+                holdout = len(fit_rows)  # the feature rows' first part, in ``order``
+            work, transformers[fset.name], secs = extract_features(
+                ds, fset, seed, log, fit_rows=fit_rows, order=order)
             feature_info[fset.name] = {"n_features": int(work.X_train.shape[1]), **secs}
             timings[f"features_{fset.name}"] = sum(secs.values())
             fig_ds = fig_ds if fig_ds is not ds else work

@@ -26,7 +26,7 @@ import numpy as np
 from .._progress import track
 from .._validation import check_grid_points, flatten_images
 from ..errors import ConfigError
-from .splits import check_seed, stratified_kfold
+from .splits import check_seed, contiguous_rows, stratified_kfold
 
 __all__ = ["knn_cross_validate", "choose_best", "check_ks", "KNN_WEIGHT_ORDER"]
 
@@ -101,8 +101,9 @@ def _fold_neighbors(tr, va, metric, k_max, *, X, y_idx, temperature, working_mem
     model = KNearestNeighbor(k=k_max, metric=metric, temperature=temperature,
                              working_memory=working_memory, cache_memory=0,
                              n_jobs=worker_threads(n_jobs) if n_jobs is None else n_jobs)
-    model.fit(X[tr], y_idx[tr])
-    return model.kneighbors(X[va], n_neighbors=k_max)
+    # rows laid out contiguously (the study's feature rows) are searched in place
+    model.fit(contiguous_rows(X, tr), y_idx[tr])
+    return model.kneighbors(contiguous_rows(X, va), n_neighbors=k_max)
 
 
 def knn_cross_validate(X, y, ks: Sequence[int], metrics: Sequence[str] = ("l1", "l2"),

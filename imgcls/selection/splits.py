@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["train_val_split", "stratified_kfold", "check_seed"]
+__all__ = ["train_val_split", "stratified_kfold", "stratified_order", "contiguous_rows",
+           "check_seed"]
 
 
 def check_seed(seed) -> int:
@@ -123,3 +124,55 @@ def stratified_kfold(y, folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray,
     skf = StratifiedKFold(n_splits=int(folds), shuffle=True, random_state=seed)
     return [(tr.astype(np.int64), va.astype(np.int64))
             for tr, va in skf.split(np.zeros((y.shape[0], 1)), y)]
+
+
+def stratified_order(y, seed: int = 0) -> np.ndarray:
+    """A seeded permutation of ``y``'s positions whose every prefix is stratified.
+
+    Each class's positions are shuffled and spread evenly through the order
+    (the j-th of a class's n_c samples sits at (j + 1/2) / n_c of the way), so
+    the first m positions hold m * n_c / n of each class, give or take
+    (1 + n_classes * n_c / n) / 2: within one sample when the classes are
+    balanced.
+    A subset "the first m" is then a stratified random subset, and nested
+    subsets of a feature matrix laid out in this order are row slices: views,
+    not copies.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+    seed : int
+
+    Returns
+    -------
+    order : ndarray of shape (n_samples,), int64
+    """
+    y = _labels(y)
+    rng = np.random.default_rng(check_seed(seed))
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    position = np.empty(y.shape[0])
+    for c, n_c in enumerate(counts):
+        members = rng.permutation(np.flatnonzero(inverse == c))
+        position[members] = (np.arange(n_c) + 0.5) / n_c
+    # equal positions (classes of equal size) in a random class order
+    return np.lexsort((rng.permutation(y.shape[0]), position)).astype(np.int64)
+
+
+def contiguous_rows(X, rows):
+    """``X[rows]``: a view when ``rows`` are consecutive increasing positions, else a copy.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, ...)
+    rows : array of int
+
+    Returns
+    -------
+    ndarray of shape (len(rows), ...)
+    """
+    rows = np.asarray(rows)
+    if rows.ndim == 1 and rows.size and rows[-1] - rows[0] == rows.size - 1 \
+            and (rows.size == 1 or bool(np.all(np.diff(rows) == 1))):
+        return X[int(rows[0]):int(rows[0]) + rows.size]
+    return X[rows]

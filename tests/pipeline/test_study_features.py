@@ -158,6 +158,38 @@ def test_features_are_fitted_on_training_rows_only(tmp_path, small_grids, monkey
         assert "the features were fitted on its training part" in res["models"][name]["why"]
 
 
+def test_selection_searches_views_of_the_feature_matrix(tmp_path, small_grids, monkeypatch):
+    """The selection's subsets are row slices of the feature matrix, never copies of it."""
+    from imgcls.selection import knn_cv
+    from imgcls.selection.splits import contiguous_rows
+
+    ds = _tiny_images(n_train=60)
+    fit_rows, val_rows = study_mod._holdout_split(ds.y_train, 0)
+    knn_views, linear_parts = [], []
+
+    def rows_spy(X, rows):
+        out = contiguous_rows(X, rows)
+        knn_views.append(np.shares_memory(out, X))
+        return out
+
+    def search_spy(est, X, y, grid, X_val, y_val, **kw):
+        linear_parts.append((X, y, X_val, y_val))
+        return real_search(est, X, y, grid, X_val=X_val, y_val=y_val, **kw)
+
+    real_search = study_mod.linear_search
+    monkeypatch.setattr(knn_cv, "contiguous_rows", rows_spy)
+    monkeypatch.setattr(study_mod, "linear_search", search_spy)
+    monkeypatch.setattr(study_mod, "_figures", lambda *a, **kw: {})
+    run_study(ds, models="knn,softmax", folds=2, out=tmp_path / "r", features="hog")
+    assert knn_views and all(knn_views)
+    (X, y, X_val, y_val), = linear_parts
+    assert X.base is not None and X.base is X_val.base  # two slices of one matrix
+    assert (len(X), len(X_val)) == (len(fit_rows), len(val_rows))
+    # the parts hold the split's labels, each stratified
+    assert np.array_equal(np.sort(y), np.sort(ds.y_train[fit_rows]))
+    assert np.array_equal(np.sort(y_val), np.sort(ds.y_train[val_rows]))
+
+
 def test_unknown_feature_name_fails_before_work(tmp_path):
     with pytest.raises(ConfigError, match="unknown feature set 'sift'.*pixels, hog, color"):
         run_study(_tiny_images(), models="knn", out=tmp_path / "r", features="hog+sift")

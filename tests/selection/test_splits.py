@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.model_selection import StratifiedKFold
 
 from imgcls.errors import ConfigError
@@ -95,3 +97,47 @@ def test_stratified_kfold_bad_y():
         stratified_kfold(np.zeros((4, 2)))
     with pytest.raises(ConfigError, match="y is empty"):
         stratified_kfold(np.array([]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(2, 25), st.integers(1, 2000),
+       st.sampled_from([0.3, 1.0, 10.0]))
+def test_stratified_order_every_prefix_keeps_the_proportions(seed, n_classes, n, skew):
+    from imgcls.selection.splits import stratified_order
+
+    rng = np.random.default_rng(seed)
+    y = rng.choice(n_classes, size=n, p=rng.dirichlet(np.full(n_classes, skew)))
+    order = stratified_order(y, seed)
+    assert order.dtype == np.int64 and np.array_equal(np.sort(order), np.arange(n))
+    classes, counts = np.unique(y, return_counts=True)
+    share = counts / n
+    held = (y[order][:, None] == classes[None, :]).cumsum(0)  # per prefix, per class
+    expected = np.arange(1, n + 1)[:, None] * share
+    bound = (1 + len(classes) * share) / 2
+    assert np.all(np.abs(held - expected) <= bound + 1e-9)
+    assert np.array_equal(stratified_order(y, seed), order)  # seeded
+
+
+def test_stratified_order_balanced_within_one_and_shuffled():
+    from imgcls.selection.splits import stratified_order
+
+    y = np.repeat(np.arange(10), 500)
+    a, b = stratified_order(y, 0), stratified_order(y, 1)
+    held = (y[a][:, None] == np.arange(10)).cumsum(0)
+    assert np.abs(held - np.arange(1, 5001)[:, None] / 10).max() <= 1
+    assert not np.array_equal(a, b)
+    # within a class, the order is a shuffle, not the input order
+    assert not np.array_equal(a[y[a] == 3], np.flatnonzero(y == 3))
+
+
+def test_contiguous_rows_view_or_copy():
+    from imgcls.selection.splits import contiguous_rows
+
+    X = np.arange(40.0).reshape(10, 4)
+    v = contiguous_rows(X, np.arange(3, 7))
+    assert np.shares_memory(v, X) and np.array_equal(v, X[3:7])
+    for rows in ([1, 2, 4], [5, 4, 3], [2], [3, 3]):
+        got = contiguous_rows(X, np.array(rows))
+        assert np.array_equal(got, X[rows])
+    assert np.shares_memory(contiguous_rows(X, np.array([2])), X)
+    assert not np.shares_memory(contiguous_rows(X, np.array([1, 2, 4])), X)
