@@ -46,7 +46,22 @@ from .errors import ConfigError
 
 __all__ = ["flatten_images", "Interval", "check_grid_points", "validate_learned_attributes",
            "Schema", "Array", "Int", "Float", "ImageShape", "Names", "Records",
-           "CLASSIFIER_ATTRIBUTES", "first_nonfinite_row", "FINITE_BLOCK_BYTES"]
+           "CLASSIFIER_ATTRIBUTES", "first_nonfinite_row", "FINITE_BLOCK_BYTES",
+           "check_n_neighbors"]
+
+
+def check_n_neighbors(n_neighbors, default: int) -> int:
+    """``kneighbors``'s ``n_neighbors`` (``default``, the estimator's k, when None) as an int.
+
+    Raises
+    ------
+    ValueError
+        Not an integer >= 1 (booleans included), as scikit-learn's ``kneighbors`` says.
+    """
+    k = default if n_neighbors is None else n_neighbors
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"n_neighbors must be an integer >= 1, got {k!r}")
+    return int(k)
 
 
 def flatten_images(X):

@@ -13,7 +13,6 @@ distances (bit for bit), votes and ties, across shard boundaries too.
 
 from __future__ import annotations
 
-import numbers
 import os
 from numbers import Integral
 
@@ -22,7 +21,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ConfigError, DatasetError
-from .._validation import Interval, flatten_images
+from .._validation import Interval, check_n_neighbors, flatten_images
 from ..neighbors.knn import KNearestNeighbor
 from .cluster import check_workers, require_distributed
 from ..neighbors.shards import merge_topk
@@ -283,10 +282,8 @@ class ShardedKNearestNeighbor(KNearestNeighbor):
         if X is None:
             raise ConfigError("ShardedKNearestNeighbor.kneighbors needs query rows X "
                               "(leave-one-out over the shards is not offered)")
-        k = self.k if n_neighbors is None else n_neighbors
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"n_neighbors must be an integer >= 1, got {k!r}")
-        dist, ind = self._neighbours(X, int(k), self.working_memory)
+        k = check_n_neighbors(n_neighbors, self.k)
+        dist, ind = self._neighbours(X, k, self.working_memory)
         return (dist, ind) if return_distance else ind
 
     def _neighbours(self, X, k, working_memory):

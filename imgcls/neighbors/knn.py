@@ -13,8 +13,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_samples, check_is_fitted, check_X_y, validate_data
 
 from ..config import MAX_WORKING_MEMORY
-from .._validation import (CLASSIFIER_ATTRIBUTES, Array, Interval, Schema, first_nonfinite_row,
-                           flatten_images)
+from .._validation import (CLASSIFIER_ATTRIBUTES, Array, Interval, Schema, check_n_neighbors,
+                           first_nonfinite_row, flatten_images)
 from . import ann
 from .prepared import PreparedTrainingSet, budget_bytes
 from .search import METRICS, knn_search
@@ -356,10 +356,8 @@ class KNearestNeighbor(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         self._validate_params()  # set_params may have changed them since fit
-        k = self.k if n_neighbors is None else n_neighbors
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-            raise ValueError(f"n_neighbors must be an integer >= 1, got {k!r}")
-        dist, ind = self._neighbours(X, int(k), self.working_memory)
+        k = check_n_neighbors(n_neighbors, self.k)
+        dist, ind = self._neighbours(X, k, self.working_memory)
         return (dist, ind) if return_distance else ind
 
     def _neighbours(self, X, k, working_memory):

@@ -64,6 +64,16 @@ def test_images_and_k_larger_than_a_shard(client):
     _assert_same(KNearestNeighbor(k=10).fit(X, y), sharded, X[:9])
 
 
+@pytest.mark.parametrize("n", [0, -1, 2.0, True, "3"])
+def test_bad_n_neighbors_as_the_local_estimator_says(client, n):
+    X, y, _ = _data(np.float32)
+    sharded = ShardedKNearestNeighbor(client, k=3).fit(X, y)
+    local = KNearestNeighbor(k=3).fit(X, y)
+    for est in (sharded, local):
+        with pytest.raises(ValueError, match=r"n_neighbors must be an integer >= 1, got"):
+            est.kneighbors(X[:2], n_neighbors=n)
+
+
 def test_bad_input_leaves_the_estimator_unchanged(client):
     X, y, _ = _data(np.float32)
     est = ShardedKNearestNeighbor(client, k=3).fit(X, y)
