@@ -256,6 +256,7 @@ class LinearClassifierBase(ClassifierMixin, BaseEstimator):
             Xp = transform(X[i:i + rows], self.input_scale_, self.mean_, self.scale_,
                            dtype=np.float64)
             np.matmul(Xp, W.T, out=out[i:i + rows])
+            del Xp  # else the next block is made while this one is still held: 2x the budget
         out += b
         return out
 

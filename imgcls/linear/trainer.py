@@ -10,6 +10,8 @@ term and one optimiser step.  What it needs besides the data is one frozen
 Memory: the kernel reads preprocessed float32 rows.  When the preprocessed
 training matrix fits in ``working_memory`` (:func:`imgcls.get_config`) it is
 made once and every epoch reads it through the permutation (no batch copies);
+validation rows are made once the same way when they fit in what the training
+rows left of that budget;
 otherwise each minibatch's rows are gathered from the raw ``X`` into one
 reusable float32 buffer and preprocessed there, so training holds ``X`` plus
 O(batch_size x n_features) -- never a float32 or float64 copy of the whole
@@ -32,6 +34,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from .._validation import first_nonfinite_row
 from ..config import budget_bytes
 from ..errors import TrainingDivergedError
 from . import _kernels
@@ -155,7 +158,7 @@ class _Rows:
     ``labels[kernel_rows[i]]``.
     """
 
-    def __init__(self, X, y, rows, stats, batch_size, name):
+    def __init__(self, X, y, rows, stats, batch_size, name, budget):
         self.X = X
         self.rows = rows
         self.y = y if rows is None else y[rows]
@@ -165,7 +168,6 @@ class _Rows:
         # ``scale``) may not, and an inf feature would surface later as a "diverged" loss
         self.unchecked = not (X.dtype.kind in "ub" and X.dtype.itemsize <= 2)
         self.name = name
-        budget = budget_bytes()
         if self.n * n_features * 4 <= budget:
             with np.errstate(over="ignore", invalid="ignore"):  # judged just below
                 self.matrix = transform(X if rows is None else X[rows], *stats)
@@ -179,8 +181,13 @@ class _Rows:
             self.buffer = np.empty((min(batch_size, self.n), n_features), dtype=np.float32)
             self.arange = np.arange(self.buffer.shape[0], dtype=np.int64)
 
+    @property
+    def nbytes(self):
+        """Bytes these rows hold beside ``X``: the preprocessed matrix or the batch buffer."""
+        return (self.matrix if self.matrix is not None else self.buffer).nbytes
+
     def _check(self, block):
-        if not np.isfinite(block).all():
+        if first_nonfinite_row(block) is not None:  # blocked: no full-size boolean mask
             raise ValueError(f"{self.name} has values too large for float32 after "
                              f"preprocessing (|x| > 3.4e38); rescale the features or set "
                              f"scale")
@@ -262,11 +269,13 @@ def train(X, y, W, b, config, *, stats, optimizer, rng, rows=None, validation=No
 
 
 def _epochs(X, y, W, b, config, stats, opt, rng, rows, validation, epoch0, n_epochs):
-    data = _Rows(X, y, rows, stats, config.batch_size, "X")
+    budget = budget_bytes()
+    data = _Rows(X, y, rows, stats, config.batch_size, "X", budget)
     val = None
     if validation is not None:
         Xv, yv, val_rows = validation
-        val = _Rows(Xv, yv, val_rows, stats, config.batch_size, "X_val")
+        val = _Rows(Xv, yv, val_rows, stats, config.batch_size, "X_val",
+                    max(0.0, budget - data.nbytes))
     n = data.n
     n_classes, n_features = W.shape
     bs = min(config.batch_size, n)

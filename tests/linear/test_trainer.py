@@ -182,6 +182,29 @@ def test_feature_scale_training_holds_no_copy_of_x():
         assert peak.bytes < 2 * 4 * 2**20, peak.bytes
 
 
+def test_validation_rows_and_scoring_share_working_memory():
+    """Training and validation rows together, and class_scores' blocks, stay within the budget."""
+    from imgcls._validation import FINITE_BLOCK_BYTES
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 2000)).astype(np.float32)  # 24 MB
+    y = (X[:, :10].argmax(axis=1) % 5).astype(np.int64)
+    Xv, yv = X[1000:] + 0.1, y[1000:]  # 16 MB of float32 rows
+    Softmax(epochs=1).fit(X[:300, :8], y[:300], X_val=Xv[:50, :8], y_val=yv[:50])
+    budget = 16 * 2**20
+    with config_context(working_memory=16):
+        with traced_peak() as peak:
+            est = Softmax(epochs=2, random_state=0).fit(X[:1500], y[:1500], X_val=Xv, y_val=yv)
+        # the training rows (12 MB) are made once and the validation rows get what is
+        # left (4.8 MB: a batch buffer); a copy of both would be 28 MB.  Beside them:
+        # the finite check's buffer and the batch buffers
+        assert peak.bytes < budget + FINITE_BLOCK_BYTES + 2 * 2**20, peak.bytes
+        with traced_peak() as peak:
+            est.class_scores(X)
+        # float64 blocks of at most the budget, one at a time (the output is 0.1 MB)
+        assert peak.bytes < budget + 2**19, peak.bytes
+
+
 def test_float64_values_beyond_float32_are_refused_when_gathered():
     X, y = blobs(n=100)
     X = X.astype(np.float64)
