@@ -17,6 +17,8 @@ Rows:
   paper's per-image NumPy im2col + matmul recipe (``_numpy_prototype``) on a
   subset, scaled the same way, and the floor of any exact transform: its
   patch-by-centroid sgemm alone (``_sgemm_floor``), on all cores.
+* ``floor`` (``--stage floor``, alone: no data): ``transform_floors``, the
+  steps every exact float32 transform must do, timed alone on the same shapes.
 * ``accuracy``: imgcls's own linear classifiers (full-batch L-BFGS,
   ``standardize=True``: the paper's per-feature standardisation, fitted on the
   training rows) on the 45,000, one fit per ``reg`` of the grid, each scored on
@@ -34,6 +36,7 @@ shared, so wall times are inflated by other work (the ratios less so).
 
     python -m bench --only features            # all rows (tens of minutes)
     python -m bench.features --stage speed     # one part; --quick for a subset
+    python -m bench.features --stage floor     # the exact transform's floor (no data)
 """
 
 from __future__ import annotations
@@ -146,6 +149,15 @@ def speed_hog(X, quick):
              "max_abs_diff": same, "load1": _load()}]
 
 
+def _best_of(fn, repeats):
+    best = np.inf
+    for _ in range(repeats + 1):  # the first warms caches, pages and compiled code
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def _sgemm_floor(f, n_images, repeats=REPEATS):
     """Seconds for just the transform's patch-by-centroid sgemm of ``N_SPEED`` images.
 
@@ -159,12 +171,45 @@ def _sgemm_floor(f, n_images, repeats=REPEATS):
     A = np.random.default_rng(SEED).standard_normal((rows, d), dtype=np.float32)
     CT = np.ascontiguousarray(f.centroids_.T)
     S = np.empty((rows, k), dtype=np.float32)
-    best = np.inf
-    for _ in range(repeats + 1):  # the first warms the output's pages
-        t = time.perf_counter()
-        np.matmul(A, CT, out=S)
-        best = min(best, time.perf_counter() - t)
-    return best * N_SPEED / n_images
+    return _best_of(lambda: np.matmul(A, CT, out=S), repeats) * N_SPEED / n_images
+
+
+def transform_floors(k=1600, d=108, patches=729, n_images=30, repeats=REPEATS):
+    """What any exact float32 k-means transform of ``N_SPEED`` images must spend, per step.
+
+    On random data of the transform's shapes (``patches`` per image, ``d``
+    values per patch, ``k`` centroids), each step alone on all cores, best of
+    ``repeats``, scaled from ``n_images``: the patch-by-centroid sgemm; the
+    same with the d x d whitening appended as extra columns (the distances
+    need each whitened patch's squared norm); the square root of every
+    patch-to-centroid distance (the triangle activation's mean needs them all).
+    """
+    from numba import njit, prange
+
+    @njit(fastmath=True, parallel=True, cache=False)
+    def sqrt_sums(S, out):
+        for i in prange(S.shape[0]):
+            s = np.float32(0)
+            for j in range(S.shape[1]):
+                s += np.sqrt(S[i, j])
+            out[i] = s
+
+    rng = np.random.default_rng(SEED)
+    rows = n_images * patches
+    A = rng.standard_normal((rows, d), dtype=np.float32)
+    scale = N_SPEED / n_images
+    out = {}
+    for cols, key in ((k, "sgemm_s"), (k + d, "sgemm_with_whitening_s")):
+        B = rng.standard_normal((d, cols), dtype=np.float32)
+        S = np.empty((rows, cols), dtype=np.float32)
+        out[key] = _best_of(lambda: np.matmul(A, B, out=S), repeats) * scale
+    D2 = np.abs(S[:, :k])
+    sums = np.empty(rows, dtype=np.float32)
+    out["sqrt_s"] = _best_of(lambda: sqrt_sums(D2, sums), repeats) * scale
+    out["floor_s"] = out["sgemm_with_whitening_s"] + out["sqrt_s"]
+    return [{"section": "features", "row": "floor",
+             "what": f"exact k-means transform, K={k}, {patches} patches x {d} values, "
+                     f"{N_SPEED} images", **out, "load1": _load()}]
 
 
 def speed_kmeans(f, X, seconds_all, quick):
@@ -249,6 +294,8 @@ def run(data=None, quick=False, stages=("speed", "hog", "kmeans"), cache=None,
         n_centroids=None, pool_grid=2, flips=False, whiten_eps=0.1, reg_grid=REG_GRID_KMEANS):
     from imgcls.features import KMeansFeatures, make_features
 
+    if stages == ("floor",):  # shapes only, no data
+        return transform_floors(k=n_centroids or 1600)
     X, y, tr, va = load_cifar()
     if quick:
         pick = np.random.default_rng(SEED)

@@ -379,7 +379,7 @@ def run_study(dataset="digits", root=None, download: bool = False,
     transformers, feature_info = {}, {}
     cv_table = None
     fig_ds = ds
-    holdout = None  # with features: rows of the selection split's first part
+    holdout = None  # with features: how many feature rows the selection split trains on
     for fset in feature_sets:
         work = ds
         if fset is not None:

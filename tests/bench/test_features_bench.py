@@ -36,3 +36,12 @@ def test_mirrored_accuracy_is_the_mean_of_class_scores():
     mean = (clf.class_scores(F[va]) + clf.class_scores(other)) / 2
     assert row["val_acc_mirrored"] == float(np.mean(clf.classes_[mean.argmax(1)] == y[va]))
     assert "val_acc_mirrored" not in linear_accuracy(F, y, tr, va, (1e-3,), "synthetic")
+
+
+def test_transform_floors_add_up_on_small_shapes():
+    from bench.features import N_SPEED, transform_floors
+
+    (row,) = transform_floors(k=16, d=8, patches=9, n_images=2, repeats=1)
+    assert row["row"] == "floor" and f"{N_SPEED} images" in row["what"]
+    assert 0 < row["sgemm_s"] and 0 < row["sqrt_s"]
+    assert row["floor_s"] == row["sgemm_with_whitening_s"] + row["sqrt_s"]
