@@ -149,14 +149,17 @@ def stratified_order(y, seed: int = 0) -> np.ndarray:
     """
     y = _labels(y)
     rng = np.random.default_rng(check_seed(seed))
+    n = y.shape[0]
     _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
     inverse = inverse.ravel()
-    position = np.empty(y.shape[0])
-    for c, n_c in enumerate(counts):
-        members = rng.permutation(np.flatnonzero(inverse == c))
-        position[members] = (np.arange(n_c) + 0.5) / n_c
+    # grouped by class, shuffled within each: a shuffle, then a stable sort by class
+    shuffled = rng.permutation(n)
+    grouped = shuffled[np.argsort(inverse[shuffled], kind="stable")]
+    rank = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)  # j within its class
+    position = np.empty(n)
+    position[grouped] = (rank + 0.5) / np.repeat(counts, counts)
     # equal positions (classes of equal size) in a random class order
-    return np.lexsort((rng.permutation(y.shape[0]), position)).astype(np.int64)
+    return np.lexsort((rng.permutation(n), position)).astype(np.int64)
 
 
 def contiguous_rows(X, rows):
