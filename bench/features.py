@@ -15,8 +15,8 @@ Rows:
 * ``speed``: ``KMeansFeatures(n_centroids=1600)`` transform, timed on the
   images the accuracy row extracts (50,000) and scaled to 60,000, and the
   paper's per-image NumPy im2col + matmul recipe (``_numpy_prototype``) on a
-  subset, scaled the same way, and the floor of any exact transform: its
-  patch-by-centroid sgemm alone (``_sgemm_floor``), on all cores.
+  subset, scaled the same way, and the floor of any exact transform
+  (``floor_s``, as the ``floor`` row measures it).
 * ``floor`` (``--stage floor``, alone: no data): ``transform_floors``, the
   steps every exact float32 transform must do, timed alone on the same shapes.
 * ``accuracy``: imgcls's own linear classifiers (full-batch L-BFGS,
@@ -158,22 +158,6 @@ def _best_of(fn, repeats):
     return best
 
 
-def _sgemm_floor(f, n_images, repeats=REPEATS):
-    """Seconds for just the transform's patch-by-centroid sgemm of ``N_SPEED`` images.
-
-    The multiply every exact transform must do, at BLAS's speed on all cores:
-    (n_images * patches, d) @ (d, K) float32 into a preallocated output, best
-    of ``repeats``, scaled from ``n_images`` to ``N_SPEED``.
-    """
-    k, d = f.centroids_.shape
-    h, w, _ = f.image_shape_
-    rows = n_images * (h - f.patch_size + 1) * (w - f.patch_size + 1)
-    A = np.random.default_rng(SEED).standard_normal((rows, d), dtype=np.float32)
-    CT = np.ascontiguousarray(f.centroids_.T)
-    S = np.empty((rows, k), dtype=np.float32)
-    return _best_of(lambda: np.matmul(A, CT, out=S), repeats) * N_SPEED / n_images
-
-
 def transform_floors(k=1600, d=108, patches=729, n_images=30, repeats=REPEATS):
     """What any exact float32 k-means transform of ``N_SPEED`` images must spend, per step.
 
@@ -212,6 +196,13 @@ def transform_floors(k=1600, d=108, patches=729, n_images=30, repeats=REPEATS):
                      f"{N_SPEED} images", **out, "load1": _load()}]
 
 
+def _floor(f, quick):
+    k, d = f.centroids_.shape
+    h, w, _ = f.image_shape_
+    patches = (h - f.patch_size + 1) * (w - f.patch_size + 1)
+    return transform_floors(k, d, patches, n_images=5 if quick else 30)[0]
+
+
 def speed_kmeans(f, X, seconds_all, quick):
     sub = X[:20 if quick else 300]
     t = time.perf_counter()
@@ -225,7 +216,7 @@ def speed_kmeans(f, X, seconds_all, quick):
              "what": f"kmeans K={f.n_centroids}, {n} images timed, scaled to {N_SPEED}",
              "imgcls_s": seconds_all * N_SPEED / n,
              "numpy_prototype_s": proto * N_SPEED / len(sub),
-             "sgemm_only_s": _sgemm_floor(f, 5 if quick else 30),
+             "floor_s": _floor(f, quick)["floor_s"],
              "speedup": proto / ours, "ratio_on": f"{len(sub)} images", "load1": _load()}]
 
 
